@@ -1,0 +1,40 @@
+"""SAM: the gradient is taken at the perturbed point, the weights are restored exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optimizers import SAM
+
+
+def test_sam_steps_with_the_gradient_at_the_ascent_point():
+    curvature, rho, lr = 3.0, 0.05, 0.1
+    x = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    optimizer = SAM([x], base="sgd", rho=rho, lr=lr, momentum=0.0)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = 0.5 * curvature * (x**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    # e = rho * g / |g| = rho (x > 0); g_sam = a (x + rho)
+    assert float(x.detach()) == pytest.approx(2.0 - lr * curvature * (2.0 + rho), rel=1e-14)
+
+
+def test_sam_counts_two_gradient_evaluations_per_step():
+    x = torch.nn.Parameter(torch.ones(2))
+    optimizer = SAM([x], rho=0.1, lr=0.1)
+    calls = []
+
+    def closure():
+        calls.append(1)
+        optimizer.zero_grad()
+        loss = (x**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    assert len(calls) == 2
