@@ -193,6 +193,9 @@ class OptimizerSpec:
 
 
 LR_SGD = FloatParam("lr", 1e-3, 1.0, log=True)
+# AM-SGD's momentum is an EMA (dampened, like SGD(momentum=b, dampening=b)): the same step
+# length needs about 1 / (1 - beta) = 10x the learning rate of torch's undampened momentum.
+LR_EMA_MOMENTUM = FloatParam("lr", 1e-2, 10.0, log=True)
 LR_ADAM = FloatParam("lr", 1e-4, 1e-1, log=True)
 WEIGHT_DECAY = FloatParam("weight_decay", 1e-6, 1e-1, log=True)
 LAM = FloatParam("lam", 1e-2, 1.0, log=True)

@@ -1,0 +1,133 @@
+"""Offline data: nothing is downloaded at run time.
+
+- sklearn's bundled sets (breast cancer, digits) ship inside scikit-learn;
+- Fashion-MNIST comes from the IDX files of Debian's ``dataset-fashion-mnist`` or a directory
+  named by ``MEMTUNE_FASHION_MNIST_DIR``;
+- English text is the stdlib's ``pydoc_data.topics``.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FASHION_MNIST_ENV = "MEMTUNE_FASHION_MNIST_DIR"
+FASHION_MNIST_DEFAULT = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The files of an offline dataset are not where memtune looks; the message says where."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and validation tensors of a supervised task."""
+
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+
+
+def _fixed_split(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2) -> Split:
+    """Standardized features and a split that depends on nothing but the data (seed 0)."""
+    order = np.random.RandomState(0).permutation(len(x))
+    n_val = round(len(x) * val_fraction)
+    val, train = order[:n_val], order[n_val:]
+    mean, std = x[train].mean(0), x[train].std(0) + 1e-8
+    x = ((x - mean) / std).astype(np.float32)
+    return Split(
+        torch.from_numpy(x[train]),
+        torch.from_numpy(y[train]),
+        torch.from_numpy(x[val]),
+        torch.from_numpy(y[val]),
+    )
+
+
+@functools.cache
+def breast_cancer() -> Split:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    return _fixed_split(data.data, data.target.astype(np.float32))
+
+
+@functools.cache
+def digits() -> Split:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return _fixed_split(data.data, data.target.astype(np.int64))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not, as a numpy array of its dtype."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as stream:
+        raw = stream.read()
+    if raw[0:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist_dir() -> Path:
+    return Path(os.environ.get(FASHION_MNIST_ENV) or FASHION_MNIST_DEFAULT)
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for name in (f"{stem}.gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    raise DatasetMissingError(
+        f"Fashion-MNIST file {stem}[.gz] not found in {directory}. Install Debian's "
+        f"dataset-fashion-mnist (files in {FASHION_MNIST_DEFAULT}) or set {FASHION_MNIST_ENV} "
+        "to a directory holding the four IDX files."
+    )
+
+
+@functools.cache
+def fashion_mnist() -> Split:
+    """60,000 training and 10,000 test images (the test set is the validation split), in [0, 1]."""
+    directory = fashion_mnist_dir()
+    arrays = {
+        stem: read_idx(_find(directory, stem))
+        for stem in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    }
+
+    def images(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
+
+    def labels(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(a.astype(np.int64))
+
+    return Split(
+        images(arrays["train-images-idx3-ubyte"]),
+        labels(arrays["train-labels-idx1-ubyte"]),
+        images(arrays["t10k-images-idx3-ubyte"]),
+        labels(arrays["t10k-labels-idx1-ubyte"]),
+    )
+
+
+@functools.cache
+def english_text() -> tuple[Tensor, list[str]]:
+    """The stdlib's pydoc topics (about 465k characters) as character ids, and the alphabet."""
+    from pydoc_data.topics import topics
+
+    text = "".join(topics[key] for key in sorted(topics))
+    alphabet = sorted(set(text))
+    index = {char: i for i, char in enumerate(alphabet)}
+    return torch.tensor([index[char] for char in text], dtype=torch.long), alphabet

@@ -1,0 +1,90 @@
+"""Study specs: what validates, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studies.spec import SpecError, load_spec, parse_spec
+
+EXAMPLES = sorted(Path(__file__).parents[2].joinpath("examples").glob("*.yaml"))
+
+
+def _spec(**changes):
+    base = {
+        "task": "digits_mlp",
+        "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
+    }
+    return {**base, **changes}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_study_validates(path):
+    spec = load_spec(path)
+    assert spec.total_trials == len(spec.arms) * (spec.budget.trials_per_arm + len(spec.seeds))
+
+
+def test_defaults_come_from_the_task():
+    spec = parse_spec(_spec())
+    assert (spec.resolved_metric, spec.resolved_mode) == ("val_accuracy", "max")
+    assert spec.baseline_arm.optimizer == "sgd"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"task": "mnist"}, "task", "known: ackley, char_lm, digits_mlp"),
+        ({"arms": [{"optimizer": "adamx"}]}, "arms.0.optimizer", "known: adam, adam_cg, adam_cm"),
+        ({"arms": []}, "arms", "at least 1"),
+        ({"seeds": []}, "seeds", "at least 1"),
+        ({"seeds": [1, 1]}, "seeds", "distinct"),
+        ({"budget": {"trials_per_arm": 0}}, "budget.trials_per_arm", "greater than or equal to 1"),
+        ({"resources": {"gpu": -1}}, "resources.gpu", "greater than or equal to 0"),
+        ({"scheduler": "hyperband"}, "scheduler", "'fifo' or 'asha'"),
+        ({"metric": "bleu"}, "metric", "digits_mlp reports"),
+        ({"task_options": {"widht": 3}}, "task_options", "widht"),
+        ({"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]}, "arms.0.fixed", "learning rate"),
+        (
+            {"arms": [{"optimizer": "sgd", "space": {"rho": {}}}]},
+            "arms.0.space.rho",
+            "searches no 'rho'",
+        ),
+        (
+            {"arms": [{"optimizer": "sgd", "space": {"lr": {"low": 1, "high": 0.1}}}]},
+            "arms.0.space.lr",
+            "below",
+        ),
+        ({"arms": [{"optimizer": "sgd"}, {"optimizer": "sgd"}]}, "arms", "distinct"),
+        (
+            {
+                "arms": [
+                    {"optimizer": "sgd", "baseline": True},
+                    {"optimizer": "adam", "baseline": True},
+                ]
+            },
+            "arms",
+            "one arm",
+        ),
+        ({"colour": "blue"}, "colour", "Extra inputs"),
+    ],
+)
+def test_bad_spec_error_names_the_field_and_the_reason(changes, field, message):
+    with pytest.raises(SpecError) as error:
+        parse_spec(_spec(**changes))
+    assert error.value.field == field
+    assert message in error.value.message
+
+
+def test_spec_loads_from_json_and_yaml(tmp_path):
+    (tmp_path / "s.json").write_text('{"task": "quadratic", "arms": [{"optimizer": "am_sgd"}]}')
+    (tmp_path / "s.yaml").write_text("task: quadratic\narms:\n  - optimizer: am_sgd\n")
+    assert load_spec(tmp_path / "s.json") == load_spec(tmp_path / "s.yaml")
+
+
+def test_range_override_narrows_the_searched_range():
+    spec = parse_spec(
+        _spec(arms=[{"optimizer": "am_sgd", "space": {"lr": {"low": 0.1, "high": 0.5}}}])
+    )
+    (lr,) = spec.arms[0].search_space()
+    assert (lr.low, lr.high, lr.log) == (0.1, 0.5, True)

@@ -1,0 +1,73 @@
+"""Connecting to Ray: an existing cluster (``RAY_ADDRESS``) or a local one that leaves nothing.
+
+The local cluster listens on 127.0.0.1 only and has token authentication on with a token that
+lives in this process's environment (both set up in ``workers/__init__.py``, before ray is
+imported); it keeps its sockets and logs in a temporary directory removed at shutdown, and a
+small object store (trials pass configs and metrics, never datasets).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+
+__all__ = ["ray_cluster"]
+
+log = logging.getLogger(__name__)
+
+
+def _apply_local_settings() -> None:
+    """Make the settings of ``workers/__init__.py`` hold even if ray was imported first.
+
+    Both are read by Ray when it is imported; Ray re-reads them the same way itself (its token
+    set-up calls ``Config.initialize``). Ray is pinned (2.60.0), so these internals are fixed.
+    """
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # servers on 127.0.0.1
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        Config.initialize("")
+
+
+@contextmanager
+def ray_cluster(
+    address: str | None = None, *, num_cpus: int | None = None, object_store_mb: int = 256
+) -> Iterator[None]:
+    """Ray for the duration of the block; reuses one already initialized in this process."""
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("connecting to the Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+
+    _apply_local_settings()
+    # Short path: Ray's unix sockets live under it and their paths are limited to 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="memtune-ray-", dir="/tmp")
+    try:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=object_store_mb * 2**20,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        log.info("started a local Ray on 127.0.0.1 (temp dir %s)", temp_dir)
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
