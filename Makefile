@@ -24,7 +24,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
 demo: $(STAMP)
-	$(BIN)/memtune run examples/demo.yaml
+	$(BIN)/memtune demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/optimizer_step.py

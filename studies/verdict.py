@@ -39,6 +39,7 @@ class TrialRecord:
     state: TrialState = "running"
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    attempt: int = 1  # 2 after one failure and a restart from the checkpoint
 
     def final(self, metric: str, mode: str) -> float:
         if self.state == "diverged" or not self.epochs:
@@ -104,6 +105,27 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        """The inverse of ``to_dict``, also after JSON wrote non-finite numbers as strings."""
+        data = _numbers(data)
+        arms = [
+            ArmVerdict(**{**a, "seed_values": {int(k): v for k, v in a["seed_values"].items()}})
+            for a in data["arms"]
+        ]
+        comparisons = [Comparison(**c) for c in data["comparisons"]]
+        return cls(**{**data, "arms": arms, "comparisons": comparisons})
+
+
+def _numbers(value: Any) -> Any:
+    if value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def _finite_or_none(value: float | None) -> float | None:

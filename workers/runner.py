@@ -59,7 +59,18 @@ class StudyCancelled(RuntimeError):
     """The sink asked to stop; the trials were stopped."""
 
 
-class _CancelStopper(tune.Stopper):
+class _DriverOnly:
+    """Callbacks that live in the driver. Tune pickles its whole state (for Tuner.restore, which
+    memtune does not use); what these hold (a sink with a database engine) stays out of it."""
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class _CancelStopper(_DriverOnly, tune.Stopper):
     def __init__(self, sink: ResultsSink, poll_s: float = 1.0) -> None:
         self.sink, self.poll_s = sink, poll_s
         self._last_poll, self.cancelled = 0.0, False
@@ -74,7 +85,7 @@ class _CancelStopper(tune.Stopper):
         return self.cancelled
 
 
-class _Recorder(tune.Callback):
+class _Recorder(_DriverOnly, tune.Callback):
     """Turns Tune's trial events into TrialRecords and hands them to the sink (driver side)."""
 
     def __init__(self, runner: StudyRunner) -> None:
@@ -101,7 +112,7 @@ class _Recorder(tune.Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         record = self._record(trial)
-        keep = set(REPORTED) | set(self.runner.spec.task_spec.metrics)
+        keep = (*REPORTED, *self.runner.spec.task_spec.metrics)  # in this order, for exports
         metrics = {key: result[key] for key in keep if key in result}
         # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
         record.epochs = [e for e in record.epochs if e["epoch"] < metrics["epoch"]] + [metrics]
@@ -109,6 +120,11 @@ class _Recorder(tune.Callback):
             record.state = "diverged"
         self.runner.sink.epoch_reported(record, metrics)
         self.runner.progress(self.runner)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._record(trial)
+        record.attempt += 1  # it restarts from its last checkpoint
+        record.state = "running"
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
@@ -205,22 +221,24 @@ class StudyRunner:
         storage = Path(tempfile.mkdtemp(prefix="memtune-study-"))
         try:
             with ray_cluster():
-                self._check_cluster()
-                self.sink.study_started(self.spec)
-                self._tuner(storage).fit()
-            if self._stopper.cancelled:
-                raise StudyCancelled("the study was cancelled")
-            verdict = build_verdict(self.spec, self.records.values())
-        except StudyCancelled:
-            self.sink.study_finished(None, error="cancelled")
-            raise
-        except Exception as error:
-            self.sink.study_finished(None, error=f"{type(error).__name__}: {error}")
-            raise
+                # The outcome reaches the sink before a local Ray shuts down (seconds).
+                try:
+                    self._check_cluster()
+                    self.sink.study_started(self.spec)
+                    self._tuner(storage).fit()
+                    if self._stopper.cancelled:
+                        raise StudyCancelled("the study was cancelled")
+                    verdict = build_verdict(self.spec, self.records.values())
+                except StudyCancelled:
+                    self.sink.study_finished(None, error="cancelled")
+                    raise
+                except Exception as error:
+                    self.sink.study_finished(None, error=f"{type(error).__name__}: {error}")
+                    raise
+                self.sink.study_finished(verdict)
+                return verdict
         finally:
             shutil.rmtree(storage, ignore_errors=True)
-        self.sink.study_finished(verdict)
-        return verdict
 
     def _check_cluster(self) -> None:
         resources = ray.cluster_resources()

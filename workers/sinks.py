@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -11,10 +10,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from studies.jsonsafe import json_safe
 from studies.spec import StudySpec
 from studies.verdict import TrialRecord, Verdict
 
-__all__ = ["JsonFileSink", "ResultsSink"]
+__all__ = ["JsonFileSink", "ResultsSink", "json_safe"]
 
 
 class ResultsSink:
@@ -38,17 +38,6 @@ class ResultsSink:
     def cancel_requested(self) -> bool:
         """Polled while trials run: True stops the study's trials."""
         return False
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no inf or NaN: they are written as the strings "inf", "-inf", "nan"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 class JsonFileSink(ResultsSink):
@@ -91,6 +80,6 @@ class JsonFileSink(ResultsSink):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         with os.fdopen(handle, "w") as stream:
-            json.dump(_json_safe(self._document), stream, indent=1)
+            json.dump(json_safe(self._document), stream, indent=1)
         os.replace(temporary, self.path)
         self._last_write = time.monotonic()

@@ -1,0 +1,38 @@
+"""The service's settings: one typed object read from the environment (``MEMTUNE_*``)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    from platformdirs import user_data_dir
+
+    directory = Path(user_data_dir("memtune"))
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'memtune.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEMTUNE_", extra="ignore")
+
+    # DATABASE_URL without the prefix too: it is the name every platform uses.
+    database_url: str = Field(default_factory=default_database_url, validation_alias="DATABASE_URL")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_key: str | None = Field(None, description="sees and manages every owner's studies")
+    lease_s: float = Field(
+        30.0, gt=1, description="a worker's claim on a study; renewed at a third"
+    )
+    poll_s: float = Field(
+        1.0, gt=0, description="how often an idle worker looks for queued studies"
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,264 @@
+"""The API over a real uvicorn on a free loopback port, driven with httpx.
+
+The end-to-end tests add a real worker process (``memtune worker``) on the same database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from service import services
+from service.api.app import create_app
+from service.config import Settings
+from service.store.session import Database
+
+SMOKE = {
+    "name": "smoke",
+    "task": "digits_mlp",
+    "smoke": True,
+    "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
+    "budget": {"trials_per_arm": 2, "epochs": 2},
+    "seeds": [0, 1],
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Server:
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+        self.port = _free_port()
+        config = uvicorn.Config(
+            create_app(Settings(database_url=url), self.db),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base, headers={"X-API-Key": key} if key else {}, timeout=60
+        )
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path):
+    running = _Server(f"sqlite:///{tmp_path / 'api.db'}")
+    yield running
+    running.stop()
+
+
+def test_open_mode_without_keys_accepts_requests_and_says_so(server):
+    with server.client() as client:
+        health = client.get("/health").json()
+        assert health == {"status": "ok", "database": "sqlite", "open_mode": True}
+        created = client.post("/studies", json=SMOKE)
+    assert created.status_code == 201
+    study = created.json()
+    assert study["status"] == "queued" and study["owner"] == "local" and study["trials_total"] == 8
+    assert [a["total"] for a in study["progress"]] == [4, 4]
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "message"),
+    [
+        ({"arms": [{"optimizer": "adamx"}]}, ["body", "arms", "0", "optimizer"], "known: adam"),
+        ({"task": "mnist"}, ["body", "task"], "known: ackley"),
+        ({"seeds": []}, ["body", "seeds"], "at least 1"),
+        (
+            {"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]},
+            ["body", "arms", "0", "fixed"],
+            "learning rate",
+        ),
+    ],
+)
+def test_bad_spec_is_422_naming_the_field(server, change, loc, message):
+    with server.client() as client:
+        response = client.post("/studies", json={**SMOKE, **change})
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert detail["loc"] == loc and message in detail["msg"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b"null"])
+def test_malformed_body_is_422_without_a_stack_trace(server, body):
+    with server.client() as client:
+        response = client.post(
+            "/studies", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert "Traceback" not in response.text
+
+
+def test_missing_studies_and_trials_are_404(server):
+    with server.client() as client:
+        assert client.get("/studies/999").status_code == 404
+        assert client.get("/trials/999").status_code == 404
+        assert client.get("/studies/99999999999999999999").status_code == 422
+        assert client.get("/studies/999/verdict").status_code == 404
+
+
+def test_keys_separate_owners_and_a_missing_key_is_401(server):
+    alice = services.create_api_key(server.db, owner="alice")
+    bob = services.create_api_key(server.db, owner="bob")
+    with (
+        server.client(alice) as as_alice,
+        server.client(bob) as as_bob,
+        server.client() as anonymous,
+    ):
+        study = as_alice.post("/studies", json=SMOKE).json()
+        assert study["owner"] == "alice"
+        assert as_bob.get(f"/studies/{study['id']}").status_code == 404
+        assert as_bob.post(f"/studies/{study['id']}/cancel").status_code == 404
+        assert as_bob.get("/studies").json() == {"data": [], "count": 0}
+        assert anonymous.get("/studies").status_code == 401
+        assert as_alice.get("/studies", headers={"X-API-Key": "mt_wrong"}).status_code == 401
+        assert as_alice.get("/studies").json()["count"] == 1
+
+
+def test_admin_key_sees_every_owner(tmp_path):
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    running = _Server(url)
+    running.server.config.app.state.settings = Settings(database_url=url, admin_key="admin-secret")
+    try:
+        alice = services.create_api_key(running.db, owner="alice")
+        with running.client(alice) as as_alice, running.client("admin-secret") as admin:
+            study = as_alice.post("/studies", json=SMOKE).json()
+            assert admin.get(f"/studies/{study['id']}").json()["owner"] == "alice"
+            assert admin.get("/studies").json()["count"] == 1
+    finally:
+        running.stop()
+
+
+def test_cancel_a_queued_study_then_cancel_again_is_409(server):
+    with server.client() as client:
+        study = client.post("/studies", json=SMOKE).json()
+        cancelled = client.post(f"/studies/{study['id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert client.post(f"/studies/{study['id']}/cancel").status_code == 409
+        assert client.get(f"/studies/{study['id']}/verdict").status_code == 409
+
+
+def test_list_filters_by_status_task_and_optimizer(server):
+    with server.client() as client:
+        first = client.post("/studies", json=SMOKE).json()
+        client.post("/studies", json={**SMOKE, "task": "logreg", "arms": [{"optimizer": "adam"}]})
+        client.post(f"/studies/{first['id']}/cancel")
+        assert client.get("/studies", params={"status": "cancelled"}).json()["count"] == 1
+        assert client.get("/studies", params={"task": "logreg"}).json()["count"] == 1
+        assert client.get("/studies", params={"optimizer": "am_sgd"}).json()["count"] == 1
+        page = client.get("/studies", params={"limit": 1}).json()
+        assert page["count"] == 2 and page["data"][0]["task"] == "logreg"  # newest first
+        assert client.get("/studies", params={"status": "nonsense"}).status_code == 422
+        assert client.get("/studies", params={"limit": 0}).status_code == 422
+
+
+def test_catalogue_lists_the_registries(server):
+    with server.client() as client:
+        optimizers = {o["name"]: o for o in client.get("/optimizers").json()}
+        tasks = {t["name"]: t for t in client.get("/tasks").json()}
+    assert optimizers["sam"]["passes_per_step"] == 2
+    assert optimizers["adam_cm"]["state_bytes_per_param"] == 32
+    assert tasks["digits_mlp"]["metric"] == "val_accuracy"
+
+
+# -- with a worker ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker_server(tmp_path):
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    running = _Server(url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env={**os.environ, "DATABASE_URL": url, "MEMTUNE_LEASE_S": "6"},
+    )
+    yield running
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    running.stop()
+
+
+def _wait(client: httpx.Client, study_id: int, until, timeout: float = 150) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        study = client.get(f"/studies/{study_id}").json()
+        if until(study):
+            return study
+        time.sleep(0.5)
+    raise AssertionError(
+        f"study {study_id} stuck at {study['status']}, {study['trials_done']} trials done"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
+    with worker_server.client() as client:
+        study = client.post("/studies", json=SMOKE).json()
+        done = _wait(client, study["id"], lambda s: s["status"] not in ("queued", "running"))
+        assert done["status"] == "completed", done["error"]
+        assert done["trials_done"] == 8
+
+        verdict = client.get(f"/studies/{study['id']}/verdict").json()
+        assert [a["arm"] for a in verdict["arms"]] == ["sgd", "am_sgd"]
+        assert verdict["comparisons"][0]["pairs"] == 2
+
+        trials = client.get(f"/studies/{study['id']}/trials").json()
+        assert trials["count"] == 8
+        detail = client.get(f"/trials/{trials['data'][0]['id']}").json()
+        assert [h["epoch"] for h in detail["history"]] == [1, 2]
+        assert "val_accuracy" in detail["history"][0]["values"]
+
+        csv_lines = (
+            client.get(f"/studies/{study['id']}/export", params={"format": "csv"})
+            .text.strip()
+            .splitlines()
+        )
+        assert len(csv_lines) == 1 + 8 * 2 and csv_lines[0].startswith(
+            "study,arm,phase,seed,trial,state,epoch"
+        )
+        exported = client.get(f"/studies/{study['id']}/export", params={"format": "json"}).json()
+        assert len(exported["trials"]) == 8 and exported["verdict"]["task"] == "digits_mlp"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_cancel_running_study_stops_trials(worker_server):
+    long = {**SMOKE, "budget": {"trials_per_arm": 20, "epochs": 500}}
+    with worker_server.client() as client:
+        study = client.post("/studies", json=long).json()
+        _wait(client, study["id"], lambda s: s["status"] == "running")
+        requested = time.monotonic()
+        assert client.post(f"/studies/{study['id']}/cancel").status_code == 200
+        cancelled = _wait(client, study["id"], lambda s: s["status"] == "cancelled", timeout=60)
+        noticed = time.monotonic() - requested
+        assert cancelled["trials_done"] < cancelled["trials_total"]
+        print(f"cancel noticed and trials stopped in {noticed:.1f} s")
