@@ -77,8 +77,12 @@ def cases(device: str) -> list[Case]:
     return found
 
 
-def measure(case: Case, model: nn.Module, loss_fn, steps: int, device: str) -> float:
-    """Seconds per step, median of ``steps`` (gradients computed once, outside the timing)."""
+def measure(case: Case, model: nn.Module, loss_fn, steps: int, device: str, warmup: int) -> float:
+    """Seconds per step, median of ``steps`` (gradients computed once, outside the timing).
+
+    ``warmup`` steps first: a buffer of C snapshots is only written (and its zero pages only
+    faulted in) over its first C steps; the steady state is what a long run pays.
+    """
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = case.make(list(model.parameters()))
 
@@ -89,7 +93,8 @@ def measure(case: Case, model: nn.Module, loss_fn, steps: int, device: str) -> f
         return loss
 
     closure()
-    optimizer.step(closure) if case.needs_closure else optimizer.step()  # creates the state
+    for _ in range(warmup):
+        optimizer.step(closure) if case.needs_closure else optimizer.step()
     samples = []
     for _ in range(steps):
         if device == "cuda":
@@ -121,6 +126,9 @@ def main() -> None:
         "--rounds", type=int, default=5, help="interleaved rounds over all optimizers"
     )
     parser.add_argument("--steps", type=int, default=6, help="timed steps per optimizer and round")
+    parser.add_argument(
+        "--warmup", type=int, default=21, help="untimed steps first (> the largest topc)"
+    )
     args = parser.parse_args()
 
     model, loss_fn = build_model(args.width, args.device)
@@ -130,7 +138,7 @@ def main() -> None:
         case.times = []
     for _ in range(args.rounds):
         for case in all_cases:
-            case.times.append(measure(case, model, loss_fn, args.steps, args.device))
+            case.times.append(measure(case, model, loss_fn, args.steps, args.device, args.warmup))
 
     median = {case.label: statistics.median(case.times) for case in all_cases}
     state = {case.label: case.state_bytes for case in all_cases}

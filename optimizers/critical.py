@@ -13,7 +13,8 @@ How the buffer is kept (the same for both):
 
 * Empty slots hold the key ``-inf``, so "insert while not full, else replace the smallest key
   if the new key is larger" is one rule: replace ``argmin(keys)`` if ``r > min(keys)``.
-  The decision is a 0-dim tensor on the parameters' device: no host sync in ``step``.
+  The decision is a 0-dim tensor on the parameters' device: no host sync in ``step``. On
+  CPU, where reading it is free, only a replaced entry is touched, through a view.
 * A running sum of the entries makes ``mean(buffer)`` one tensor op whatever C is, and the
   buffer is touched only at the one slot that may be replaced.
 * ``synced=True`` (default): one key per step for the whole group (the sum of the tensors'
@@ -64,6 +65,14 @@ def _plus_buffer_mean(value: Tensor, buffer_sum: Tensor, slot: _Slot) -> Tensor:
 
 def _write_slot(buffer: Tensor, buffer_sum: Tensor, slot: _Slot, value: Tensor) -> None:
     """buffer[slot] <- value if slot.replace, keeping buffer_sum equal to buffer.sum(0)."""
+    if buffer.device.type == "cpu":
+        # Reading the decision is no device sync on CPU: touch the buffer only where an entry
+        # is really replaced, through a view (the device path below gathers and scatters).
+        if bool(slot.replace):
+            entry = buffer[int(slot.index)]
+            buffer_sum.add_(value).sub_(entry)
+            entry.copy_(value)
+        return
     old = buffer[slot.index]
     new = torch.where(slot.replace, value, old)
     buffer_sum.add_(new).sub_(old)
