@@ -60,6 +60,14 @@ def _run(args: argparse.Namespace) -> int:
         bar.close()
         print("interrupted: the study's trials were stopped", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # the study could not run (Ray, a task's data...): say why
+        bar.close()
+        logging.getLogger(__name__).debug("study failed", exc_info=True)
+        print(
+            f"error: the study failed: {type(error).__name__}: {error} (-v for details)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     bar.close()
     print(format_verdict(verdict))
     if args.json:

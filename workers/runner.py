@@ -194,7 +194,6 @@ class StudyRunner:
         self.max_failures = max_failures
         self.trainable = trainable
         self.records: dict[str, TrialRecord] = {}
-        self.best_so_far: dict[str, float] = {}
         self._stopper = _CancelStopper(self.sink)
 
     # -- what the progress bar reads ----------------------------------------------------------
