@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ArmProgress(BaseModel):
@@ -42,6 +42,8 @@ class StudiesPublic(BaseModel):
 
 
 class TrialPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from the ORM row
+
     id: int
     study_id: int
     arm: str

@@ -201,21 +201,7 @@ def cancel_study(db: Database, *, caller: Caller, study_id: int) -> StudyPublic:
 
 
 def _trial_public(trial: Trial) -> TrialPublic:
-    return TrialPublic(
-        id=trial.id,
-        study_id=trial.study_id,
-        arm=trial.arm,
-        phase=trial.phase,
-        seed=trial.seed,
-        config=trial.config,
-        state=trial.state,
-        attempt=trial.attempt,
-        epochs_done=trial.epochs_done,
-        best_metric=trial.best_metric,
-        final_metric=trial.final_metric,
-        summary=trial.summary,
-        error=trial.error,
-    )
+    return TrialPublic.model_validate(trial)
 
 
 def list_trials(db: Database, *, caller: Caller, study_id: int) -> TrialsPublic:

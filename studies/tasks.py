@@ -384,32 +384,30 @@ class LandscapeOptions(Options):
     noise: float = Field(0.0, ge=0.0, description="standard deviation of the gradient noise")
 
 
-def _box_start(seed: int, half_width: float) -> Tensor:
-    return (torch.rand(2, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * half_width
+def _boxed_landscape(
+    function: Callable[[Tensor], Tensor], half_width: float, minimum: tuple[float, float]
+) -> Callable[[LandscapeOptions, int, torch.device], TaskRun]:
+    """A 2-D test function started uniformly in [-w, w]^2 (the seed picks where); reports the
+    distance to its global minimum."""
+    target = torch.tensor(minimum)
+
+    def build(options: LandscapeOptions, seed: int, device: torch.device) -> TaskRun:
+        start = (torch.rand(2, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * half_width
+        return FunctionRun(
+            function,
+            start,
+            steps_per_epoch=options.steps_per_epoch,
+            noise=options.noise,
+            seed=seed,
+            device=device,
+            metrics=lambda x: {"distance": float((x - target).norm())},
+        )
+
+    return build
 
 
-def _goldstein_price(options: LandscapeOptions, seed: int, device: torch.device) -> TaskRun:
-    return FunctionRun(
-        landscapes.goldstein_price,
-        _box_start(seed, 2.0),
-        steps_per_epoch=options.steps_per_epoch,
-        noise=options.noise,
-        seed=seed,
-        device=device,
-        metrics=lambda x: {"distance": float((x - torch.tensor([0.0, -1.0])).norm())},
-    )
-
-
-def _ackley(options: LandscapeOptions, seed: int, device: torch.device) -> TaskRun:
-    return FunctionRun(
-        landscapes.ackley,
-        _box_start(seed, 3.0),
-        steps_per_epoch=options.steps_per_epoch,
-        noise=options.noise,
-        seed=seed,
-        device=device,
-        metrics=lambda x: {"distance": float(x.norm())},
-    )
+_goldstein_price = _boxed_landscape(landscapes.goldstein_price, 2.0, (0.0, -1.0))
+_ackley = _boxed_landscape(landscapes.ackley, 3.0, (0.0, 0.0))
 
 
 class SharpFlatOptions(LandscapeOptions):

@@ -14,7 +14,7 @@ from studies.jsonsafe import json_safe
 from studies.spec import StudySpec
 from studies.verdict import TrialRecord, Verdict
 
-__all__ = ["JsonFileSink", "ResultsSink", "json_safe"]
+__all__ = ["JsonFileSink", "ResultsSink"]
 
 
 class ResultsSink:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from service import services
 from service.api.deps import CallerDep, DatabaseDep, SettingsDep
@@ -94,12 +95,7 @@ def get_trial(db: DatabaseDep, caller: CallerDep, trial_id: Id) -> TrialDetail:
 @router.get("/studies/{study_id}/verdict", tags=["studies"])
 def get_verdict(db: DatabaseDep, caller: CallerDep, study_id: Id) -> Response:
     """Per-arm summaries and the paired comparisons with the baseline (409 until completed)."""
-    import json
-
-    from studies.jsonsafe import json_safe
-
-    verdict = services.get_verdict(db, caller=caller, study_id=study_id)
-    return Response(json.dumps(json_safe(verdict)), media_type="application/json")
+    return JSONResponse(services.get_verdict(db, caller=caller, study_id=study_id))
 
 
 @router.get("/studies/{study_id}/export", tags=["studies"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, func, or_, select, update
@@ -261,7 +261,3 @@ class Repository:
             }
             for arm, n, value in rows
         }
-
-
-def when(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
