@@ -1,16 +1,21 @@
 # One image for the API, the workers and the Ray nodes. For GPU nodes build with
 # --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 (the pin below is the CPU wheel).
+#
+# The first stage builds memtune's wheel; the image installs that wheel (not an editable
+# checkout), so what runs here is what `pip install memtune` gives a user.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY memtune memtune
+RUN pip wheel --no-cache-dir --no-deps -w /dist .
+
 FROM python:3.11-slim
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist \
     && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md ./
-COPY optimizers optimizers
-COPY studies studies
-COPY workers workers
-COPY service service
-COPY examples examples
-RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" -e '.[service]'
+COPY --from=wheel /dist /dist
+RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "$(ls /dist/memtune-*.whl)[service]" \
+    && rm -rf /dist
+WORKDIR /srv
 EXPOSE 8000
 CMD ["memtune", "serve", "--host", "0.0.0.0", "--no-worker"]

@@ -26,8 +26,8 @@ import uuid
 import httpx
 from sqlalchemy import create_engine, text
 
-from service.store.repository import Repository
-from service.store.session import Database, normalize_url
+from memtune.service.store.repository import Repository
+from memtune.service.store.session import Database, normalize_url
 
 POSTGRES = os.environ.get("MEMTUNE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SPEC = {"name": "load", "task": "digits_mlp", "metric": "val_accuracy", "mode": "max"}
@@ -130,7 +130,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> None:
             "-m",
             "uvicorn",
             "--factory",
-            "service.api.app:app_from_environment",
+            "memtune.service.api.app:app_from_environment",
             "--port",
             str(port),
             "--log-level",

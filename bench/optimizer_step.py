@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from optimizers import OPTIMIZERS
+from memtune.optimizers import OPTIMIZERS
 
 # (name, registry overrides, baseline name, target ratio) for the rows with a target
 TARGETS = {

@@ -19,11 +19,13 @@ import argparse
 import os
 import time
 
-import workers  # noqa: F401  (sets Ray's environment before ray is imported)
-from studies.spec import parse_spec
-from workers.cluster import ray_cluster
-from workers.runner import StudyRunner
-from workers.training import TrialTraining
+from memtune.workers.cluster import configure_ray_environment
+
+configure_ray_environment()  # before Ray is imported
+from memtune.studies.spec import parse_spec  # noqa: E402
+from memtune.workers.cluster import ray_cluster  # noqa: E402
+from memtune.workers.runner import StudyRunner  # noqa: E402
+from memtune.workers.training import TrialTraining  # noqa: E402
 
 TASK_OPTIONS: dict = {"batch_size": 32}
 
@@ -38,7 +40,7 @@ def calibrate_epochs(seconds: float, width: int) -> int:
         task="digits_mlp", task_options=TASK_OPTIONS, optimizer="adam", hyperparameters={}, seed=0
     )
     training.run_epoch()  # warm-up
-    return max(1, round(seconds / training.run_epoch()["epoch_time_s"]))
+    return max(1, round(seconds / training.run_epoch().epoch_time_s))
 
 
 def main() -> None:
@@ -80,7 +82,7 @@ def main() -> None:
         runner.run()
         runner_wall = time.perf_counter() - ray_ready
     records = list(runner.records.values())
-    trained = sum(r.epochs[-1]["training_time_s"] for r in records)
+    trained = sum(r.epochs[-1].training_time_s for r in records)
 
     loop_started = time.perf_counter()
     loop_trained = 0.0
@@ -94,7 +96,7 @@ def main() -> None:
         )
         for _ in range(epochs):
             result = training.run_epoch()
-        loop_trained += result["training_time_s"]
+        loop_trained += result.training_time_s
     loop_wall = time.perf_counter() - loop_started
 
     n = len(records)

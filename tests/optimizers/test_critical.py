@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizers import AdamCG, AdamCM
+from memtune.optimizers import AdamCG, AdamCM
 
 BETA1, BETA2, EPS, LR = 0.9, 0.999, 1e-8, 0.1
 GRADIENTS = [

@@ -1,4 +1,4 @@
-"""The CM paper's exploration claim on the 1-D sharp/flat function (ALGORITHMS.md section 6).
+"""The CM paper's exploration claim on the 1-D sharp/flat function (docs/algorithms.md, "Test functions").
 
 Measured on this set-up (lr 0.05, gradient noise 0.3, 500 steps): Adam+CM ends in the flat
 well in 14/20 runs at s = 8 and 10/20 at s = 16 (over 200 seeds: 85% and 70%); Adam in none.
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizers import build_optimizer
-from studies.landscapes import sharp_flat
+from memtune.optimizers import build_optimizer
+from memtune.studies.landscapes import sharp_flat
 
 SEEDS, STEPS, LR, NOISE = 20, 500, 0.05, 0.3
 

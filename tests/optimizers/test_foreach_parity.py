@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizers import build_optimizer
+from memtune.optimizers import build_optimizer
 from tests.optimizers.problems import regression_problem, train
 
 CASES = [
@@ -16,6 +16,9 @@ CASES = [
     ("adam_cm", {"lr": 1e-2}),
     ("adam_cm", {"lr": 1e-2, "synced": False, "topc": 3, "weight_decay": 1e-2}),
     ("adam_cm", {"lr": 1e-2, "topc": 0}),
+    ("adam_cg", {"lr": 1e-2}),
+    ("adam_cg", {"lr": 1e-2, "synced": False, "topc": 3, "weight_decay": 1e-2}),
+    ("adam_cg", {"lr": 1e-2, "topc": 0, "weight_decay": 1e-3}),
 ]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimizers import SAM
+from memtune.optimizers import SAM, build_optimizer
 
 
 def test_sam_steps_with_the_gradient_at_the_ascent_point():
     curvature, rho, lr = 3.0, 0.05, 0.1
     x = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
-    optimizer = SAM([x], base="sgd", rho=rho, lr=lr, momentum=0.0)
+    optimizer = SAM([x], base=torch.optim.SGD, rho=rho, lr=lr, momentum=0.0)
 
     def closure():
         optimizer.zero_grad()
@@ -38,3 +38,16 @@ def test_sam_counts_two_gradient_evaluations_per_step():
 
     optimizer.step(closure)
     assert len(calls) == 2
+
+
+def test_registry_builds_sam_over_the_named_base_with_its_defaults():
+    x = torch.nn.Parameter(torch.ones(2))
+    optimizer = build_optimizer("sam", [x], base="adamw", lr=0.01)
+    assert isinstance(optimizer.base_optimizer, torch.optim.AdamW)
+    assert optimizer.param_groups[0]["weight_decay"] == 1e-2  # adamw's registry default
+    assert optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_sam_refuses_a_base_that_needs_a_closure():
+    with pytest.raises(ValueError, match="closure"):
+        build_optimizer("sam", [torch.nn.Parameter(torch.ones(1))], base="sam")

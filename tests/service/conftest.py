@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
-from service.store.session import Database, get_engine, normalize_url
+from memtune.service.store.session import Database, get_engine, normalize_url
 
 NAMED_URL = os.environ.get("MEMTUNE_TEST_POSTGRES_URL")
 POSTGRES_URL = NAMED_URL or "postgresql://postgres@127.0.0.1:5432/test"

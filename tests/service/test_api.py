@@ -16,10 +16,10 @@ import httpx
 import pytest
 import uvicorn
 
-from service import services
-from service.api.app import create_app
-from service.config import Settings
-from service.store.session import Database
+from memtune.service import services
+from memtune.service.api.app import create_app
+from memtune.service.config import Settings
+from memtune.service.store.session import Database
 
 SMOKE = {
     "name": "smoke",
@@ -91,8 +91,8 @@ def test_open_mode_without_keys_accepts_requests_and_says_so(server):
         ({"seeds": []}, ["body", "seeds"], "at least 1"),
         (
             {"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]},
-            ["body", "arms", "0", "fixed"],
-            "learning rate",
+            ["body", "arms", "0", "fixed", "lr"],
+            "greater than or equal to 0",
         ),
     ],
 )
@@ -184,6 +184,7 @@ def test_catalogue_lists_the_registries(server):
     assert optimizers["sam"]["passes_per_step"] == 2
     assert optimizers["adam_cm"]["state_bytes_per_param"] == 32
     assert tasks["digits_mlp"]["metric"] == "val_accuracy"
+    assert tasks["digits_mlp"]["directions"] == {"val_loss": "min", "val_accuracy": "max"}
 
 
 # -- with a worker ----------------------------------------------------------------------------
@@ -194,7 +195,7 @@ def worker_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     running = _Server(url)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker"],
+        [sys.executable, "-m", "memtune.service.cli", "worker"],
         env={**os.environ, "DATABASE_URL": url, "MEMTUNE_LEASE_S": "6"},
     )
     yield running

@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from service.store.models import Base
-from service.store.session import get_engine, migrate, normalize_url
+from memtune.service.store.models import Base
+from memtune.service.store.session import get_engine, migrate, normalize_url
 
 
 def test_database_at_the_first_revision_upgrades_and_keeps_its_studies(database_url):

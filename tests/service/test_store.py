@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from service.store.models import Study, utcnow
-from service.store.repository import NotFound, Repository
+from memtune.service.store.models import Study, utcnow
+from memtune.service.store.repository import NotFound, Repository
 
 SPEC = {"name": "s", "task": "digits_mlp", "metric": "val_accuracy", "mode": "max"}
 ARMS = [

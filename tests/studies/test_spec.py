@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from studies.spec import SpecError, load_spec, parse_spec
+from memtune.studies.spec import SpecError, load_spec, parse_spec
 
-EXAMPLES = sorted(Path(__file__).parents[2].joinpath("examples").glob("*.yaml"))
+EXAMPLES = sorted(Path(__file__).parents[2].joinpath("memtune", "examples").glob("*.yaml"))
 
 
 def _spec(**changes):
@@ -19,10 +19,19 @@ def _spec(**changes):
     return {**base, **changes}
 
 
+def test_the_examples_are_found():
+    assert len(EXAMPLES) >= 9 and any(p.stem == "demo" for p in EXAMPLES)
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_study_validates(path):
     spec = load_spec(path)
-    assert spec.total_trials == len(spec.arms) * (spec.budget.trials_per_arm + len(spec.seeds))
+    assert spec.task_spec.name == spec.task and spec.arms
+
+
+def test_total_trials_counts_search_and_seed_runs_of_every_arm():
+    spec = parse_spec(_spec(budget={"trials_per_arm": 3}, seeds=[5, 6]))
+    assert spec.total_trials == 10  # 2 arms x (3 searched + 2 seed re-runs)
 
 
 def test_defaults_come_from_the_task():
@@ -44,7 +53,31 @@ def test_defaults_come_from_the_task():
         ({"scheduler": "hyperband"}, "scheduler", "'fifo' or 'asha'"),
         ({"metric": "bleu"}, "metric", "digits_mlp reports"),
         ({"task_options": {"widht": 3}}, "task_options", "widht"),
-        ({"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]}, "arms.0.fixed", "learning rate"),
+        (
+            {"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]},
+            "arms.0.fixed.lr",
+            "greater than or equal to 0",
+        ),
+        (
+            {"arms": [{"optimizer": "sgd", "fixed": {"lrr": 0.1}}]},
+            "arms.0.fixed.lrr",
+            "not an argument; known: lr, momentum",
+        ),
+        (
+            {"arms": [{"optimizer": "am_adamw", "fixed": {"coupling": "loose"}}]},
+            "arms.0.fixed.coupling",
+            "'paper' or 'scale_invariant'",
+        ),
+        (
+            {"arms": [{"optimizer": "sam", "fixed": {"base": "adamx"}}]},
+            "arms.0.fixed.base",
+            "known: adam",
+        ),
+        (
+            {"arms": [{"optimizer": "sam", "fixed": {"base": "adamw", "momentum": 0.9}}]},
+            "arms.0.fixed.momentum",
+            "not an argument",
+        ),
         (
             {"arms": [{"optimizer": "sgd", "space": {"rho": {}}}]},
             "arms.0.space.rho",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from studies import stats
+from memtune.studies import stats
 
 
 def test_mean_interval_is_the_student_t_interval():

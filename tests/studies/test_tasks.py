@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from studies import datasets
-from studies.tasks import TASKS, get_task
+from memtune.studies import datasets
+from memtune.studies.tasks import TASKS, get_task
 
 FASHION = {"fashion_mlp", "fashion_cnn"}
 

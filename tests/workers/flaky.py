@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ray import tune
 
-from workers.trainable import train_trial
+from memtune.workers.trainable import train_trial
 
 
 def crash_once_after_two_epochs(config: dict, marker: str) -> None:

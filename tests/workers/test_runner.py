@@ -11,11 +11,11 @@ import time
 import pytest
 from ray import tune
 
-from studies.spec import SpecError, parse_spec
+from memtune.studies.spec import SpecError, parse_spec
+from memtune.workers.cluster import ray_cluster
+from memtune.workers.runner import StudyCancelled, StudyRunner
+from memtune.workers.sinks import JsonFileSink, ResultsSink
 from tests.workers.flaky import crash_once_after_two_epochs
-from workers.cluster import ray_cluster
-from workers.runner import StudyCancelled, StudyRunner
-from workers.sinks import JsonFileSink, ResultsSink
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -52,7 +52,7 @@ def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path):
         + [("am_sgd", "seed")] * 2
     )
     assert all(
-        r.state == "completed" and [e["epoch"] for e in r.epochs] == [1, 2]
+        r.state == "completed" and [e.epoch for e in r.epochs] == [1, 2]
         for r in runner.records.values()
     )
     arms = {a.arm: a for a in verdict.arms}
@@ -91,7 +91,7 @@ def test_checkpointed_trial_resumes_at_the_next_epoch(tmp_path):
     assert marker.read_text().splitlines()[:2] == ["fresh", "resumed"]
     search = next(r for r in runner.records.values() if r.phase == "search")
     assert search.state == "completed"
-    assert [e["epoch"] for e in search.epochs] == [1, 2, 3, 4]  # resumed at 3, not from 1
+    assert [e.epoch for e in search.epochs] == [1, 2, 3, 4]  # resumed at 3, not from 1
 
 
 class _CancelAfterFirstResult(ResultsSink):

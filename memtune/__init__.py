@@ -1,0 +1,16 @@
+"""memtune: does this memory-based optimizer beat my tuned baseline, on my task, by how much,
+at what cost, and how sure are we?
+
+One namespace, four layers whose imports point one way:
+``memtune.service`` -> ``memtune.workers`` -> ``memtune.studies`` -> ``memtune.optimizers``.
+Importing this package imports nothing heavy (no torch, no Ray).
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("memtune")
+except PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,72 @@
+"""torch.optim optimizers with memory: adaptive memory momentum, critical momenta, and the
+baselines they are compared with, behind one registry.
+
+The registry (names, defaults, search spaces, argument checks) imports no torch; the optimizer
+classes and their functional cores are imported on first use, so the API and the study spec
+can read the registry without paying for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from memtune.optimizers.registry import (
+    OPTIMIZERS,
+    ArgumentError,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    OptimizerSpec,
+    Reduction,
+    Registry,
+    UnknownNameError,
+    build_optimizer,
+    get_optimizer,
+)
+
+if TYPE_CHECKING:
+    from memtune.optimizers.am import AMSGD, AMAdamW, am_adamw, am_sgd
+    from memtune.optimizers.critical import AdamCG, AdamCM, adam_cg, adam_cm
+    from memtune.optimizers.sam import SAM
+
+_LAZY = {
+    "AMSGD": "memtune.optimizers.am",
+    "AMAdamW": "memtune.optimizers.am",
+    "am_adamw": "memtune.optimizers.am",
+    "am_sgd": "memtune.optimizers.am",
+    "AdamCG": "memtune.optimizers.critical",
+    "AdamCM": "memtune.optimizers.critical",
+    "adam_cg": "memtune.optimizers.critical",
+    "adam_cm": "memtune.optimizers.critical",
+    "SAM": "memtune.optimizers.sam",
+}
+
+__all__ = [
+    "AMSGD",
+    "OPTIMIZERS",
+    "SAM",
+    "AMAdamW",
+    "AdamCG",
+    "AdamCM",
+    "ArgumentError",
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "OptimizerSpec",
+    "Reduction",
+    "Registry",
+    "UnknownNameError",
+    "adam_cg",
+    "adam_cm",
+    "am_adamw",
+    "am_sgd",
+    "build_optimizer",
+    "get_optimizer",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,519 @@
+"""Adam with a priority buffer of past momenta (Adam+CM) or past gradients (Adam+CG).
+
+Adam+CM: Malviya et al., "Promoting Exploration in Memory-Augmented Adam using Critical
+Momenta", TMLR 2024 (reference code: chandar-lab/CMOptimizer). Adam+CG: McRae et al.,
+"Memory Augmented Optimizers for Deep Learning", ICLR 2022, the CM paper's baseline.
+
+Both keep, per parameter tensor, at most C snapshots with a priority key each. Keys are the
+gradient norm at insertion, decayed every step; a new snapshot replaces the lowest-key entry
+when its key is higher. The mean of the buffer is added to the update to overshoot sharp
+minima.
+
+How the buffer is kept (the same for both):
+
+* Empty slots hold the key ``-inf``, so "insert while not full, else replace the smallest key
+  if the new key is larger" is one rule: replace ``argmin(keys)`` if ``r > min(keys)``.
+  The decision is a 0-dim tensor on the parameters' device: no host sync in ``step``. On
+  CPU, where reading it is free, only a replaced entry is touched, through a view.
+* A running sum of the entries makes ``mean(buffer)`` one tensor op whatever C is, and the
+  buffer is touched only at the one slot that may be replaced.
+* ``synced=True`` (default): one key per step for the whole group (the sum of the tensors'
+  gradient norms) and one replace decision per group, shared by every tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from memtune.optimizers._base import (
+    ParamsT,
+    check_betas,
+    check_non_negative,
+    check_unit_interval,
+    default_foreach,
+    evaluate_closure,
+)
+
+__all__ = ["AdamCG", "AdamCM", "adam_cg", "adam_cm"]
+
+
+@dataclass
+class _Slot:
+    """Where this step's snapshot goes: the slot index and whether it really replaces."""
+
+    index: Tensor  # 0-dim long
+    replace: Tensor  # 0-dim bool
+    count_before: Tensor  # entries filled before this step's insert (float, 0-dim)
+
+
+def _choose_slot(keys: Tensor, priority: Tensor) -> _Slot:
+    index = torch.argmin(keys)
+    replace = priority > keys[index]
+    count_before = torch.isfinite(keys).sum().to(keys.dtype)
+    return _Slot(index=index, replace=replace, count_before=count_before)
+
+
+def _plus_buffer_mean(value: Tensor, buffer_sum: Tensor, slot: _Slot) -> Tensor:
+    """value + mean(buffer) over the entries filled before this step, in one pass."""
+    return torch.addcdiv(value, buffer_sum, slot.count_before.clamp(min=1))
+
+
+def _write_slot(buffer: Tensor, buffer_sum: Tensor, slot: _Slot, value: Tensor) -> None:
+    """buffer[slot] <- value if slot.replace, keeping buffer_sum equal to buffer.sum(0)."""
+    if buffer.device.type == "cpu":
+        # Reading the decision is no device sync on CPU: touch the buffer only where an entry
+        # is really replaced, through a view (the device path below gathers and scatters).
+        if bool(slot.replace):
+            entry = buffer[int(slot.index)]
+            buffer_sum.add_(value).sub_(entry)
+            entry.copy_(value)
+        return
+    old = buffer[slot.index]
+    new = torch.where(slot.replace, value, old)
+    buffer_sum.add_(new).sub_(old)
+    buffer.index_copy_(0, slot.index.reshape(1), new.unsqueeze(0))
+
+
+def _decay_keys(
+    critical_keys: list[Tensor],
+    slots: list[_Slot],
+    priorities: list[Tensor],
+    decay: float,
+    synced: bool,
+) -> None:
+    """Writes each replaced entry's key, then decays every key, in place.
+
+    Synced keys are one tensor shared by the group's tensors (copies after a ``state_dict``
+    round trip): the first is updated and the others follow it.
+    """
+    pairs = (
+        [(critical_keys[0], slots[0], priorities[0])]
+        if synced
+        else zip(critical_keys, slots, priorities, strict=True)
+    )
+    for keys, slot, priority in pairs:
+        new_key = torch.where(slot.replace, priority.to(keys.dtype), keys[slot.index])
+        keys.index_put_((slot.index.reshape(1),), new_key.reshape(1)).mul_(decay)
+    if synced:
+        for keys in critical_keys[1:]:
+            if keys is not critical_keys[0]:
+                keys.copy_(critical_keys[0])
+
+
+def _init_buffer_state(state: dict, p: Tensor, topc: int) -> None:
+    state["step"] = torch.tensor(0.0, dtype=torch.float32)
+    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    if topc > 0:
+        state["critical_buffer"] = p.new_zeros((topc, *p.shape))
+        state["critical_sum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["critical_keys"] = torch.full((topc,), float("-inf"), dtype=p.dtype, device=p.device)
+
+
+def _priorities(grads: list[Tensor], synced: bool) -> list[Tensor]:
+    """The key of this step's snapshot: |g| per tensor, or their sum for the whole group."""
+    norms = [torch.linalg.vector_norm(g) for g in grads]
+    if synced:
+        total = torch.stack(norms).sum()
+        return [total] * len(grads)
+    return norms
+
+
+def _slots(critical_keys: list[Tensor], priorities: list[Tensor], synced: bool) -> list[_Slot]:
+    if synced:  # every tensor of the group holds the same keys: decide once, on device
+        slot = _choose_slot(critical_keys[0], priorities[0])
+        return [slot] * len(critical_keys)
+    return [_choose_slot(k, r) for k, r in zip(critical_keys, priorities, strict=True)]
+
+
+class _PriorityBufferAdam(Optimizer):
+    """The shared plumbing of Adam+CM and Adam+CG: argument checks, lazy state, the step loop."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float,
+        topc: int,
+        decay: float,
+        synced: bool,
+        foreach: bool | None,
+    ) -> None:
+        check_non_negative("learning rate", lr)
+        check_betas(betas)
+        check_non_negative("epsilon value", eps)
+        check_non_negative("weight_decay", weight_decay)
+        if not (isinstance(topc, int) and topc >= 0):
+            raise ValueError(f"Invalid topc: {topc} (must be an integer >= 0)")
+        check_unit_interval("decay", decay, closed=True)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            topc=topc,
+            decay=decay,
+            synced=synced,
+            foreach=foreach,
+        )
+        super().__init__(params, defaults)
+
+    def _init_group(
+        self,
+        group: dict,
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        critical_buffers: list[Tensor],
+        critical_sums: list[Tensor],
+        critical_keys: list[Tensor],
+        state_steps: list[Tensor],
+    ) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if not state:
+                _init_buffer_state(state, p, group["topc"])
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            state_steps.append(state["step"])
+            if group["topc"] > 0:
+                critical_buffers.append(state["critical_buffer"])
+                critical_sums.append(state["critical_sum"])
+                critical_keys.append(state["critical_keys"])
+
+    # The functional core of the subclass: adam_cm or adam_cg.
+    _functional: Callable[..., None]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            lists: tuple[list[Tensor], ...] = tuple([] for _ in range(8))
+            self._init_group(group, *lists)
+            if not lists[0]:
+                continue
+            type(self)._functional(
+                *lists,
+                lr=group["lr"],
+                beta1=group["betas"][0],
+                beta2=group["betas"][1],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                topc=group["topc"],
+                decay=group["decay"],
+                synced=group["synced"],
+                foreach=group["foreach"],
+            )
+        return loss
+
+
+class AdamCM(_PriorityBufferAdam):
+    r"""Adam with critical momenta (Adam+CM).
+
+    .. code-block:: text
+
+        input: lr, beta1, beta2 (betas), eps, wd (decoupled weight decay), C (topc),
+               decay, synced
+        initialize: m <- 0, v <- 0, k <- 0, buffer <- {} (at most C (key, momentum) pairs)
+        for t = 1, 2, ...:
+            r <- sum over the group of |g_p|   (synced)   or   |g_p| per tensor
+            for each tensor p:
+                x <- x (1 - lr wd)
+                if t == 1:  insert (r, g);  u <- 0                       (quirk 1)
+                else:
+                    m <- beta1 m + (1 - beta1) g
+                    u <- m + mean(buffer)                 (entries from earlier steps)
+                    if buffer not full: insert (r, m)
+                    elif r > smallest key: replace that entry by (r, m)  (quirk 2)
+                k <- k + 1
+                v <- beta2 v + (1 - beta2) u^2            (second moment of u, not of g)
+                keys <- keys * decay
+                x <- x - lr / (1 - beta1^k) u / (sqrt(v) / sqrt(1 - beta2^k) + eps)  (quirk 3)
+        return x
+
+    This is the reference code's behaviour (chandar-lab/CMOptimizer), kept so that results
+    compare with the paper, oddities included:
+
+    1. the first ``step()`` does not move the parameters (u = 0) and stores the gradient;
+    2. the priority is the gradient norm while the stored value is the momentum;
+    3. the bias correction counts one more step than m has seen (k includes the first call).
+
+    Departures from the reference: ``topc=0`` works (no buffer: u = m after the first call),
+    state is tensors only, and the buffer keeps a running sum (memory: m, v, C snapshots and
+    the sum, i.e. (3 + C) x the parameters).
+
+    Args:
+        params: iterable of parameters or dicts defining parameter groups.
+        lr: learning rate (default 1e-3).
+        betas: (beta1, beta2), default (0.9, 0.999).
+        eps: default 1e-8.
+        weight_decay: decoupled weight decay (default 0).
+        topc: buffer size C (default 5).
+        decay: priority decay per step (default 0.7).
+        synced: one priority and one replace decision for the whole group (default True).
+        foreach: use the multi-tensor path for the Adam arithmetic (default: on CUDA only).
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        topc: int = 5,
+        decay: float = 0.7,
+        synced: bool = True,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, topc, decay, synced, foreach)
+
+    @staticmethod
+    def _functional(*args: Any, **kwargs: Any) -> None:
+        adam_cm(*args, **kwargs)
+
+
+def adam_cm(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    critical_keys: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    topc: int,
+    decay: float,
+    synced: bool,
+    foreach: bool | None = None,
+) -> None:
+    """Functional Adam+CM over one group. The ``critical_*`` lists are empty when ``topc`` is
+    0; with ``synced`` their keys are one tensor (or equal copies) for every tensor."""
+    if foreach is None:
+        foreach = default_foreach(params)
+    has_buffer = topc > 0
+    if has_buffer:
+        priorities = _priorities(grads, synced)
+        slots = _slots(critical_keys, priorities, synced)
+    if weight_decay != 0:
+        if foreach:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            for x in params:
+                x.mul_(1 - lr * weight_decay)
+
+    # Quirk 1: a tensor's first call stores g and makes no move (u = 0, so v stays 0 too).
+    warm = []
+    for i, step in enumerate(state_steps):
+        if float(step) > 0:
+            warm.append(i)
+            continue
+        if has_buffer:
+            _write_slot(critical_buffers[i], critical_sums[i], slots[i], grads[i])
+        step += 1
+    if warm:
+        exp_avgs_warm = [exp_avgs[i] for i in warm]
+        # m <- beta1 m + (1 - beta1) g;  u <- m + mean(buffer);  insert m
+        if foreach:
+            torch._foreach_lerp_(exp_avgs_warm, [grads[i] for i in warm], 1 - beta1)
+        else:
+            for m, i in zip(exp_avgs_warm, warm, strict=True):
+                m.lerp_(grads[i], 1 - beta1)
+        directions = exp_avgs_warm
+        if has_buffer:
+            directions = []
+            for m, i in zip(exp_avgs_warm, warm, strict=True):
+                directions.append(_plus_buffer_mean(m, critical_sums[i], slots[i]))
+                _write_slot(critical_buffers[i], critical_sums[i], slots[i], m)
+        _adam_update(
+            [params[i] for i in warm],
+            directions,
+            [exp_avg_sqs[i] for i in warm],
+            [state_steps[i] for i in warm],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            foreach=foreach,
+        )
+    if has_buffer:
+        _decay_keys(critical_keys, slots, priorities, decay, synced)
+
+
+def _count_step(
+    state_steps: list[Tensor], *, lr: float, beta1: float, beta2: float
+) -> tuple[list[float], list[float]]:
+    """k <- k + 1 for each tensor; returns -lr / (1 - beta1^k) and sqrt(1 - beta2^k)."""
+    step_sizes, bias_corrections2_sqrt = [], []
+    for step in state_steps:
+        step += 1
+        k = float(step)
+        step_sizes.append(-lr / (1 - beta1**k))
+        bias_corrections2_sqrt.append((1 - beta2**k) ** 0.5)
+    return step_sizes, bias_corrections2_sqrt
+
+
+def _adam_update(
+    params: list[Tensor],
+    directions: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    foreach: bool,
+) -> None:
+    """k <- k + 1;  v <- beta2 v + (1 - beta2) u^2;
+    x <- x - lr / (1 - beta1^k) * u / (sqrt(v) / sqrt(1 - beta2^k) + eps)."""
+    step_sizes, bias_corrections2_sqrt = _count_step(state_steps, lr=lr, beta1=beta1, beta2=beta2)
+    if foreach:
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, directions, directions, value=1 - beta2)
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denominators, bias_corrections2_sqrt)
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_addcdiv_(params, directions, denominators, step_sizes)
+        return
+    for x, u, v, step_size, bc2_sqrt in zip(
+        params, directions, exp_avg_sqs, step_sizes, bias_corrections2_sqrt, strict=True
+    ):
+        v.mul_(beta2).addcmul_(u, u, value=1 - beta2)
+        x.addcdiv_(u, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)
+
+
+class AdamCG(_PriorityBufferAdam):
+    r"""Adam with critical gradients (Adam+CG), the Adam+CM paper's baseline.
+
+    .. code-block:: text
+
+        input: lr, beta1, beta2 (betas), eps, wd (coupled L2), C (topc), decay, synced
+        initialize: m <- 0, v <- 0, k <- 0, buffer <- {} (at most C (key, gradient) pairs)
+        for t = 1, 2, ...:
+            r <- sum over the group of |g_p|   (synced)   or   |g_p| per tensor
+            for each tensor p:
+                if t == 1:  u <- g
+                else:       u <- g + mean(buffer)         (entries from earlier steps)
+                insert (r, g) by the priority rule (replace the smallest key if r is larger)
+                u <- u + wd x
+                k <- k + 1
+                m <- beta1 m + (1 - beta1) u;  v <- beta2 v + (1 - beta2) u^2
+                keys <- keys * decay
+                x <- x - lr / (1 - beta1^k) m / (sqrt(v) / sqrt(1 - beta2^k) + eps)
+        return x
+
+    The first call is a plain Adam step. ``topc=0`` is plain Adam with coupled L2.
+
+    Args:
+        params: iterable of parameters or dicts defining parameter groups.
+        lr: learning rate (default 1e-3).
+        betas: (beta1, beta2), default (0.9, 0.999).
+        eps: default 1e-8.
+        weight_decay: coupled L2 penalty (default 0).
+        topc: buffer size C (default 10).
+        decay: priority decay per step (default 0.7).
+        synced: one priority and one replace decision for the whole group (default True).
+        foreach: use the multi-tensor path for the Adam arithmetic (default: on CUDA only).
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        topc: int = 10,
+        decay: float = 0.7,
+        synced: bool = True,
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, topc, decay, synced, foreach)
+
+    @staticmethod
+    def _functional(*args: Any, **kwargs: Any) -> None:
+        adam_cg(*args, **kwargs)
+
+
+def adam_cg(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    critical_keys: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    topc: int,
+    decay: float,
+    synced: bool,
+    foreach: bool | None = None,
+) -> None:
+    """Functional Adam+CG over one group; the lists are those of :func:`adam_cm`."""
+    if foreach is None:
+        foreach = default_foreach(params)
+    if topc > 0:
+        priorities = _priorities(grads, synced)
+        slots = _slots(critical_keys, priorities, synced)
+        directions = []
+        for g, buffer, buffer_sum, slot in zip(
+            grads, critical_buffers, critical_sums, slots, strict=True
+        ):
+            directions.append(_plus_buffer_mean(g, buffer_sum, slot))
+            _write_slot(buffer, buffer_sum, slot, g)
+        _decay_keys(critical_keys, slots, priorities, decay, synced)
+    else:
+        directions = [g.clone() for g in grads]
+    if weight_decay != 0:  # coupled L2: u <- u + wd x
+        if foreach:
+            torch._foreach_add_(directions, params, alpha=weight_decay)
+        else:
+            for u, x in zip(directions, params, strict=True):
+                u.add_(x, alpha=weight_decay)
+    step_sizes, bias_corrections2_sqrt = _count_step(state_steps, lr=lr, beta1=beta1, beta2=beta2)
+    # m, v <- Adam's moments of u;  x <- x - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
+    if foreach:
+        torch._foreach_lerp_(exp_avgs, directions, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, directions, directions, value=1 - beta2)
+        denominators = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denominators, bias_corrections2_sqrt)
+        torch._foreach_add_(denominators, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
+        return
+    for x, u, m, v, step_size, bc2_sqrt in zip(
+        params, directions, exp_avgs, exp_avg_sqs, step_sizes, bias_corrections2_sqrt, strict=True
+    ):
+        m.lerp_(u, 1 - beta1)
+        v.mul_(beta2).addcmul_(u, u, value=1 - beta2)
+        x.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)

@@ -1,0 +1,393 @@
+"""The optimizer registry: one frozen spec per name, read by studies, workers, the API and tests.
+
+A spec says where the optimizer's class lives (imported only when one is built, so reading the
+registry needs no torch), what its defaults and arguments are, which of its hyperparameters a
+study searches and over what range (a define-by-run sampler of an ``optuna.Trial``), which
+torch baseline it reduces to and with which settings, and what a step costs. The registry is
+the only place that turns a name into a class.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from memtune.optimizers import options as opts
+
+if TYPE_CHECKING:  # neither is imported to read the registry
+    import optuna
+    from torch.optim import Optimizer
+
+__all__ = [
+    "OPTIMIZERS",
+    "ArgumentError",
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "OptimizerSpec",
+    "Reduction",
+    "Registry",
+    "UnknownNameError",
+    "build_optimizer",
+    "get_optimizer",
+]
+
+
+class UnknownNameError(ValueError):
+    """A name that is not in a registry; the message lists the known names."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
+
+
+class ArgumentError(ValueError):
+    """An optimizer argument that its options model refuses; ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument, self.message = argument, message
+        super().__init__(f"{argument}: {message}" if argument else message)
+
+
+class _Named(Protocol):
+    name: str
+
+
+T = TypeVar("T", bound=_Named)
+
+
+class Registry(Generic[T]):
+    """Name -> spec, in registration order. Tasks use the same class in ``memtune.studies``."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, item: T) -> T:
+        if item.name in self._items:
+            raise ValueError(f"{self.kind} {item.name!r} is registered already")
+        self._items[item.name] = item
+        return item
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self._items) from None
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def resolve(target: str) -> Any:
+    """``"package.module:attribute"`` -> the attribute, imported now."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+# --------------------------------------------------------------------------------------------
+# Search spaces: declarative ranges, sampled define-by-run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    name: str
+    low: float
+    high: float
+    log: bool = False
+
+    def sample(self, trial: optuna.Trial) -> float:
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class IntParam:
+    name: str
+    low: int
+    high: int
+    log: bool = False
+
+    def sample(self, trial: optuna.Trial) -> int:
+        return trial.suggest_int(self.name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    name: str
+    choices: tuple[Any, ...]
+
+    def sample(self, trial: optuna.Trial) -> Any:
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+
+SearchParam = FloatParam | IntParam | CategoricalParam
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """With ``settings`` this optimizer is exactly ``baseline`` built with ``baseline_settings``."""
+
+    baseline: str
+    settings: Mapping[str, Any]
+    baseline_settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _constant(slots: float) -> Callable[[Mapping[str, Any]], float]:
+    return lambda config: slots
+
+
+_NO_STATE = _constant(0)
+
+
+def _first_error(error: ValidationError, options: type[BaseModel]) -> ArgumentError:
+    first = error.errors()[0]
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = f"not an argument; known: {', '.join(options.model_fields)}"
+    return ArgumentError(".".join(map(str, first["loc"])), message)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Everything the rest of memtune needs to know about one optimizer."""
+
+    name: str
+    target: str  # "module:Class", imported when an optimizer is built
+    options: type[BaseModel]  # the arguments it accepts, checked without torch
+    summary: str
+    defaults: Mapping[str, Any]
+    search_space: tuple[SearchParam, ...]
+    reduces_to: Reduction | None = None
+    supports_foreach: bool = False
+    needs_closure: bool = False
+    passes_per_step: int = 1
+    # Optimizer-state tensors the size of the parameters, as a function of the config ...
+    state_slots: Callable[[Mapping[str, Any]], float] = _NO_STATE
+    # ... and those that live only during a step (SAM's copy of the weights).
+    transient_slots: float = 0.0
+    wraps_base: bool = False  # SAM: its ``base`` argument names another registry entry
+    source: str = "torch.optim"
+
+    @property
+    def cls(self) -> type[Optimizer]:
+        return resolve(self.target)
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        return {**self.defaults, **overrides}
+
+    def check(self, arguments: Mapping[str, Any]) -> None:
+        """Checks ``arguments`` (names and ranges) without torch; :class:`ArgumentError` names
+        the first bad one. The class's own checks run when the optimizer is built."""
+        try:
+            checked = self.options.model_validate(dict(arguments))
+        except ValidationError as error:
+            raise _first_error(error, self.options) from None
+        if not self.wraps_base:
+            return
+        base = _base_of(checked.base)
+        base.check({k: v for k, v in arguments.items() if k not in self.options.model_fields})
+
+    def build(self, params: Iterable[Any], **overrides: Any) -> Optimizer:
+        config = self.config(**overrides)
+        if self.wraps_base:  # the base's class and defaults, under this entry's overrides
+            base = _base_of(config.pop("base"))
+            config = {**base.defaults, **config, "base": base.cls}
+        return self.cls(params, **config)
+
+    def sample(
+        self,
+        trial: optuna.Trial,
+        *,
+        fixed: Mapping[str, Any] | None = None,
+        space: Iterable[SearchParam] | None = None,
+    ) -> dict[str, Any]:
+        """Define-by-run: samples the searched values (``space`` overrides ranges by name),
+        skipping those ``fixed`` pins; returns only what was sampled and pinned."""
+        fixed = dict(fixed or {})
+        overrides = {param.name: param for param in space or ()}
+        unknown = set(overrides) - {param.name for param in self.search_space}
+        if unknown:
+            raise ValueError(f"{self.name} searches no {', '.join(sorted(unknown))}")
+        sampled = {
+            param.name: overrides.get(param.name, param).sample(trial)
+            for param in self.search_space
+            if param.name not in fixed
+        }
+        return {**sampled, **fixed}
+
+    def state_bytes_per_param(
+        self, config: Mapping[str, Any] | None = None, element_size: int = 4
+    ) -> float:
+        """Bytes of optimizer state per parameter between steps."""
+        return self.state_slots(self.config(**(config or {}))) * element_size
+
+
+def _base_of(name: str) -> OptimizerSpec:
+    base = OPTIMIZERS.get(name)
+    if base.needs_closure:
+        raise ArgumentError("base", f"{name!r}: SAM cannot wrap an optimizer that needs a closure")
+    return base
+
+
+LR_SGD = FloatParam("lr", 1e-3, 1.0, log=True)
+# AM-SGD's momentum is an EMA (dampened, like SGD(momentum=b, dampening=b)): the same step
+# length needs about 1 / (1 - beta) = 10x the learning rate of torch's undampened momentum.
+LR_EMA_MOMENTUM = FloatParam("lr", 1e-2, 10.0, log=True)
+LR_ADAM = FloatParam("lr", 1e-4, 1e-1, log=True)
+WEIGHT_DECAY = FloatParam("weight_decay", 1e-6, 1e-1, log=True)
+LAM = FloatParam("lam", 1e-2, 1.0, log=True)
+TOPC = IntParam("topc", 1, 20)
+DECAY = FloatParam("decay", 0.5, 0.99)
+
+
+def _buffer_slots(config: Mapping[str, Any]) -> float:
+    """m, v, the C snapshots and their running sum; m and v alone without a buffer."""
+    return 3.0 + config["topc"] if config["topc"] else 2.0
+
+
+def _sam_state_slots(config: Mapping[str, Any]) -> float:
+    """The base's state (SAM keeps none of its own between steps)."""
+    base = OPTIMIZERS.get(config["base"])
+    base_config = {k: v for k, v in config.items() if k not in ("base", "rho")}
+    return base.state_slots(base.config(**base_config))
+
+
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="sgd",
+        target="torch.optim:SGD",
+        options=opts.SGDOptions,
+        summary="SGD with heavy-ball momentum (torch.optim.SGD); nesterov is a flag",
+        defaults=MappingProxyType({"lr": 0.05, "momentum": 0.9}),
+        search_space=(LR_SGD, FloatParam("momentum", 0.0, 0.99)),
+        supports_foreach=True,
+        state_slots=lambda c: 1.0 if c.get("momentum", 0) else 0.0,
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="adam",
+        target="torch.optim:Adam",
+        options=opts.AdamOptions,
+        summary="Adam (torch.optim.Adam)",
+        defaults=MappingProxyType({"lr": 1e-3}),
+        search_space=(LR_ADAM,),
+        supports_foreach=True,
+        state_slots=_constant(2),
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="adamw",
+        target="torch.optim:AdamW",
+        options=opts.AdamOptions,
+        summary="AdamW, decoupled weight decay (torch.optim.AdamW)",
+        defaults=MappingProxyType({"lr": 1e-3, "weight_decay": 1e-2}),
+        search_space=(LR_ADAM, WEIGHT_DECAY),
+        supports_foreach=True,
+        state_slots=_constant(2),
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="am_sgd",
+        target="memtune.optimizers.am:AMSGD",
+        options=opts.AMSGDOptions,
+        summary="SGD with adaptive memory momentum (Topollai & Choromanska, arXiv 2510.04988)",
+        defaults=MappingProxyType({"lr": 0.05, "lam": 0.1, "beta_max": 0.9}),
+        search_space=(LR_SGD, LAM),
+        reduces_to=Reduction(
+            "sgd", {"lam": 0.0, "fixed_beta": 0.9}, {"momentum": 0.9, "dampening": 0.9}
+        ),
+        supports_foreach=True,
+        state_slots=_constant(1),
+        source="arXiv 2510.04988",
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="am_adamw",
+        target="memtune.optimizers.am:AMAdamW",
+        options=opts.AMAdamWOptions,
+        summary="AdamW with adaptive memory momentum, one beta per tensor (arXiv 2510.04988)",
+        defaults=MappingProxyType({"lr": 1e-3, "lam": 0.1, "weight_decay": 1e-2}),
+        search_space=(LR_ADAM, LAM, WEIGHT_DECAY),
+        reduces_to=Reduction(
+            "adamw", {"lam": 0.0, "fixed_beta": 0.9, "betas": (0.9, 0.999)}, {"betas": (0.9, 0.999)}
+        ),
+        supports_foreach=True,
+        state_slots=_constant(2),
+        source="arXiv 2510.04988",
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="adam_cm",
+        target="memtune.optimizers.critical:AdamCM",
+        options=opts.AdamCMOptions,
+        summary="Adam with critical momenta (Malviya et al., TMLR 2024)",
+        defaults=MappingProxyType({"lr": 1e-3, "topc": 5, "decay": 0.7}),
+        search_space=(LR_ADAM, TOPC, DECAY),
+        supports_foreach=True,
+        state_slots=_buffer_slots,
+        source="TMLR 2024, chandar-lab/CMOptimizer",
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="adam_cg",
+        target="memtune.optimizers.critical:AdamCG",
+        options=opts.AdamCGOptions,
+        summary="Adam with critical gradients (McRae et al., ICLR 2022)",
+        defaults=MappingProxyType({"lr": 1e-3, "topc": 10, "decay": 0.7}),
+        search_space=(LR_ADAM, TOPC, DECAY),
+        reduces_to=Reduction("adam", {"topc": 0}),
+        supports_foreach=True,
+        state_slots=_buffer_slots,
+        source="ICLR 2022",
+    )
+)
+OPTIMIZERS.register(
+    OptimizerSpec(
+        name="sam",
+        target="memtune.optimizers.sam:SAM",
+        options=opts.SAMOptions,
+        summary="Sharpness-aware minimization over SGD with momentum (Foret et al., 2020)",
+        defaults=MappingProxyType({"base": "sgd", "rho": 0.05}),
+        search_space=(LR_SGD, FloatParam("rho", 1e-2, 0.5, log=True)),
+        reduces_to=Reduction("sgd", {"rho": 0.0}),
+        needs_closure=True,
+        passes_per_step=2,
+        state_slots=_sam_state_slots,
+        transient_slots=1.0,
+        wraps_base=True,
+        source="arXiv 2010.01412",
+    )
+)
+
+
+def get_optimizer(name: str) -> OptimizerSpec:
+    """The spec registered under ``name``; :class:`UnknownNameError` lists the known names."""
+    return OPTIMIZERS.get(name)
+
+
+def build_optimizer(name: str, params: Iterable[Any], **overrides: Any) -> Optimizer:
+    """``name``'s optimizer over ``params`` with its registry defaults and ``overrides``."""
+    return OPTIMIZERS.get(name).build(params, **overrides)

@@ -1,0 +1,37 @@
+"""Dependencies of the routes: the database, the settings, and who is calling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from memtune.service import services
+from memtune.service.config import Settings
+from memtune.service.store.session import Database
+
+_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="memtune apikey create --owner NAME"
+)
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+DatabaseDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_caller(
+    db: DatabaseDep, settings: SettingsDep, key: Annotated[str | None, Security(_api_key)]
+) -> services.Caller:
+    return services.authenticate(db, settings, key=key)
+
+
+CallerDep = Annotated[services.Caller, Depends(get_caller)]

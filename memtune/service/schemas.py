@@ -1,0 +1,125 @@
+"""What the API returns: schema families per resource, separate from the ORM rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from memtune.studies.nonfinite import json_float, to_json
+from memtune.studies.records import Phase, StudyStatus, TrialState
+
+# Every number a response carries goes out through memtune.studies.nonfinite: NaN and +-inf as
+# the strings "nan", "inf", "-inf" (pydantic would write null, and a diverged trial would look
+# like an unfinished one).
+Number = Annotated[
+    float, PlainSerializer(json_float, return_type=float | str, when_used="json-unless-none")
+]
+JsonObject = Annotated[dict[str, Any], PlainSerializer(to_json, when_used="json-unless-none")]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; memtune stores UTC only."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class ArmProgress(BaseModel):
+    arm: str
+    optimizer: str
+    baseline: bool
+    done: int = Field(description="trials of this arm that ended (search and seed runs)")
+    total: int
+    best: Number | None = Field(None, description="best metric so far, any epoch")
+
+
+class StudyPublic(BaseModel):
+    id: int
+    name: str
+    task: str
+    owner: str | None
+    status: StudyStatus
+    cancel_requested: bool
+    metric: str
+    mode: str
+    trials_done: int
+    trials_total: int
+    progress: list[ArmProgress]
+    error: str | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
+    spec: JsonObject
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int = Field(description="all studies matching the filters, across pages")
+
+
+class TrialPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # built from the ORM row
+
+    id: int
+    study_id: int
+    arm: str
+    phase: Phase
+    seed: int
+    config: JsonObject
+    state: TrialState
+    attempt: int
+    epochs_done: int
+    best_metric: Number | None
+    final_metric: Number | None = Field(
+        description="the last epoch's metric; 'inf' or '-inf' (the worst value) if it diverged"
+    )
+    summary: JsonObject | None
+    error: str | None
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class EpochMetrics(BaseModel):
+    epoch: int
+    attempt: int
+    values: JsonObject = Field(
+        description="non-finite numbers come back as the strings 'nan', 'inf', '-inf'"
+    )
+
+
+class TrialDetail(TrialPublic):
+    history: list[EpochMetrics]
+
+
+class OptimizerPublic(BaseModel):
+    name: str
+    summary: str
+    defaults: dict[str, Any]
+    search_space: list[dict[str, Any]]
+    reduces_to: str | None
+    passes_per_step: int
+    needs_closure: bool
+    state_bytes_per_param: float
+    source: str
+
+
+class TaskPublic(BaseModel):
+    name: str
+    summary: str
+    metric: str
+    mode: str
+    metrics: list[str]
+    directions: dict[str, str] = Field(description="per metric: 'min' or 'max' is better")
+    options: dict[str, Any] = Field(description="JSON schema of the task's options")
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    open_mode: bool = Field(description="no API keys: open on the loopback interface only")

@@ -1,0 +1,321 @@
+"""The logic the routes call: keyword-only functions over a Database, returning schemas.
+
+Domain errors are exceptions of this module (and the repository's NotFound); the app maps them
+to HTTP in one place. Nothing here imports torch or Ray: the spec and the registries are
+torch-free, and the worker runs the checks that need torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from memtune.service.config import Settings
+from memtune.service.schemas import (
+    ArmProgress,
+    EpochMetrics,
+    OptimizerPublic,
+    StudiesPublic,
+    StudyPublic,
+    TaskPublic,
+    TrialDetail,
+    TrialPublic,
+    TrialsPublic,
+)
+from memtune.service.store.models import Owner, Study, Trial
+from memtune.service.store.repository import NotFound, Repository
+from memtune.service.store.session import Database
+from memtune.studies.nonfinite import to_json
+from memtune.studies.records import StudyStatus
+
+__all__ = ["Caller", "Conflict", "InvalidSpec", "NotFound", "Unauthorized"]
+
+OPEN_OWNER = "local"
+
+
+class Unauthorized(PermissionError):
+    """No valid API key where one is needed."""
+
+
+class Conflict(RuntimeError):
+    """The request does not fit the resource's state (cancel a finished study, say)."""
+
+
+class InvalidSpec(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class Caller:
+    owner_id: int | None  # None: the admin, who sees every owner's studies
+    owner: str
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(db: Database, *, owner: str) -> str:
+    """A new key for ``owner`` (created if new); the key is returned once, its hash stored."""
+    key = "mt_" + secrets.token_urlsafe(32)
+    with db.session() as session:
+        repository = Repository(session)
+        repository.add_api_key(repository.owner_named(owner, create=True), hash_key(key), key[:10])
+    return key
+
+
+def is_open(db: Database, settings: Settings) -> bool:
+    """Open mode: no key in the store and no admin key; the server then binds loopback only."""
+    with db.session() as session:
+        return not settings.admin_key and not Repository(session).has_api_keys()
+
+
+def authenticate(db: Database, settings: Settings, *, key: str | None) -> Caller:
+    if key and settings.admin_key and hmac.compare_digest(key, settings.admin_key):
+        return Caller(owner_id=None, owner="admin")
+    with db.session() as session:
+        repository = Repository(session)
+        if key:
+            owner = repository.owner_of_key(hash_key(key))
+            if owner is not None:
+                return Caller(owner_id=owner.id, owner=owner.name)
+            raise Unauthorized("invalid API key")
+        if settings.admin_key or repository.has_api_keys():
+            raise Unauthorized("an API key is required (header X-API-Key)")
+        owner = repository.owner_named(OPEN_OWNER, create=True)
+        return Caller(owner_id=owner.id, owner=owner.name)
+
+
+# -- studies -------------------------------------------------------------------------------
+
+
+def _study_public(repository: Repository, study: Study) -> StudyPublic:
+    mode = study.spec["mode"]  # resolved when the study was created
+    progress = repository.progress(study.id, mode)
+    per_arm_total = study.total_trials // max(len(study.arms), 1)
+    arms = [
+        ArmProgress(
+            arm=arm.label,
+            optimizer=arm.optimizer,
+            baseline=arm.baseline,
+            done=progress.get(arm.label, {}).get("done", 0),
+            total=per_arm_total,
+            best=progress.get(arm.label, {}).get("best"),
+        )
+        for arm in study.arms
+    ]
+    owner = repository.session.get(Owner, study.owner_id) if study.owner_id else None
+    return StudyPublic(
+        id=study.id,
+        name=study.name,
+        task=study.task,
+        owner=owner.name if owner else None,
+        status=study.status,
+        cancel_requested=study.cancel_requested,
+        metric=study.spec["metric"],
+        mode=mode,
+        trials_done=sum(a.done for a in arms),
+        trials_total=study.total_trials,
+        progress=arms,
+        error=study.error,
+        created_at=study.created_at,
+        started_at=study.started_at,
+        finished_at=study.finished_at,
+        spec=study.spec,
+    )
+
+
+def create_study(db: Database, *, caller: Caller, spec: dict[str, Any]) -> StudyPublic:
+    from memtune.studies.spec import SpecError, parse_spec
+
+    try:
+        parsed = parse_spec(spec)
+    except SpecError as error:
+        raise InvalidSpec(error.field, error.message) from None
+    resolved = parsed.model_dump(mode="json")
+    resolved["metric"], resolved["mode"] = parsed.resolved_metric, parsed.resolved_mode
+    arms = [
+        {"label": a.label, "optimizer": a.optimizer, "baseline": a.baseline} for a in parsed.arms
+    ]
+    with db.session() as session:
+        repository = Repository(session)
+        if caller.owner_id is None:  # the admin submits as the owner "admin"
+            owner = repository.owner_named("admin", create=True)
+        else:
+            owner = session.get(Owner, caller.owner_id)
+        study = repository.add_study(
+            owner=owner, spec=resolved, arms=arms, total_trials=parsed.total_trials
+        )
+        return _study_public(repository, study)
+
+
+def list_studies(
+    db: Database,
+    *,
+    caller: Caller,
+    status: str | None,
+    task: str | None,
+    optimizer: str | None,
+    offset: int,
+    limit: int,
+) -> StudiesPublic:
+    with db.session() as session:
+        repository = Repository(session)
+        rows, count = repository.list_studies(
+            owner_id=caller.owner_id,
+            status=status,
+            task=task,
+            optimizer=optimizer,
+            offset=offset,
+            limit=limit,
+        )
+        return StudiesPublic(data=[_study_public(repository, s) for s in rows], count=count)
+
+
+def get_study(db: Database, *, caller: Caller, study_id: int) -> StudyPublic:
+    with db.session() as session:
+        repository = Repository(session)
+        return _study_public(repository, repository.find_study(study_id, caller.owner_id))
+
+
+def cancel_study(db: Database, *, caller: Caller, study_id: int) -> StudyPublic:
+    with db.session() as session:
+        repository = Repository(session)
+        study = repository.find_study(study_id, caller.owner_id)
+        if study.status.ended:
+            raise Conflict(f"study {study_id} is {study.status}: nothing to cancel")
+        if study.status == StudyStatus.QUEUED:
+            study.status = StudyStatus.CANCELLED
+            study.error = "cancelled before it started"
+        study.cancel_requested = True  # a running study: its worker stops the trials
+        session.flush()
+        return _study_public(repository, study)
+
+
+def _trial_public(trial: Trial) -> TrialPublic:
+    return TrialPublic.model_validate(trial)
+
+
+def list_trials(db: Database, *, caller: Caller, study_id: int) -> TrialsPublic:
+    with db.session() as session:
+        repository = Repository(session)
+        repository.find_study(study_id, caller.owner_id)
+        trials = [_trial_public(t) for t in repository.trials_of(study_id)]
+        return TrialsPublic(data=trials, count=len(trials))
+
+
+def get_trial(db: Database, *, caller: Caller, trial_id: int) -> TrialDetail:
+    with db.session() as session:
+        repository = Repository(session)
+        trial = repository.find_trial(trial_id, caller.owner_id)
+        history = repository.metrics_of([trial.id])[trial.id]
+        return TrialDetail(
+            **_trial_public(trial).model_dump(),
+            history=[
+                EpochMetrics(epoch=m.epoch, attempt=m.attempt, values=m.values) for m in history
+            ],
+        )
+
+
+def get_verdict(db: Database, *, caller: Caller, study_id: int) -> dict[str, Any]:
+    with db.session() as session:
+        study = Repository(session).find_study(study_id, caller.owner_id)
+        if study.status != StudyStatus.COMPLETED or study.verdict is None:
+            raise Conflict(
+                f"study {study_id} is {study.status}: the verdict comes when it completes"
+            )
+        return to_json(study.verdict)
+
+
+def export_study(db: Database, *, caller: Caller, study_id: int, format: str) -> tuple[str, str]:
+    """The study's trials with every epoch, as (media type, body)."""
+    import json
+
+    with db.session() as session:
+        repository = Repository(session)
+        study = repository.find_study(study_id, caller.owner_id)
+        trials = repository.trials_of(study_id)
+        history = repository.metrics_of([t.id for t in trials])
+        if format == "json":
+            document = {
+                "study": _study_public(repository, study).model_dump(mode="json"),
+                "verdict": study.verdict,
+                "trials": [
+                    {
+                        **_trial_public(t).model_dump(mode="json"),
+                        "history": [{"epoch": m.epoch, **m.values} for m in history[t.id]],
+                    }
+                    for t in trials
+                ],
+            }
+            return "application/json", json.dumps(to_json(document))
+        rows = [
+            {
+                "study": study.id,
+                "arm": t.arm,
+                "phase": t.phase,
+                "seed": t.seed,
+                "trial": t.id,
+                "state": str(t.state),
+                **m.values,
+            }
+            for t in trials
+            for m in history[t.id]
+        ]
+        columns: list[str] = []
+        for row in rows:
+            columns += [key for key in row if key not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns or ["study"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return "text/csv", buffer.getvalue()
+
+
+# -- the catalogue -------------------------------------------------------------------------
+
+
+def list_optimizers() -> list[OptimizerPublic]:
+    from memtune.optimizers import OPTIMIZERS
+
+    return [
+        OptimizerPublic(
+            name=spec.name,
+            summary=spec.summary,
+            defaults=dict(spec.defaults),
+            search_space=[{"kind": type(p).__name__, **vars(p)} for p in spec.search_space],
+            reduces_to=spec.reduces_to.baseline if spec.reduces_to else None,
+            passes_per_step=spec.passes_per_step,
+            needs_closure=spec.needs_closure,
+            state_bytes_per_param=spec.state_bytes_per_param(),
+            source=spec.source,
+        )
+        for spec in OPTIMIZERS
+    ]
+
+
+def list_tasks() -> list[TaskPublic]:
+    from memtune.studies.tasks import TASKS
+
+    return [
+        TaskPublic(
+            name=task.name,
+            summary=task.summary,
+            metric=task.metric,
+            mode=task.mode,
+            metrics=list(task.metrics),
+            directions=dict(task.metrics),
+            options=task.options.model_json_schema(),
+        )
+        for task in TASKS
+    ]

@@ -1,0 +1,265 @@
+"""Named queries over one session. The service layer calls these; no SQL lives anywhere else."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from memtune.service.store.models import ApiKey, Arm, Metric, Owner, Study, Trial, utcnow
+from memtune.studies.records import StudyStatus, TrialState
+
+
+class NotFound(LookupError):
+    """No such row, or not the caller's."""
+
+
+class Repository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- owners and keys -------------------------------------------------------------------
+
+    def owner_named(self, name: str, *, create: bool = False) -> Owner | None:
+        owner = self.session.scalar(select(Owner).where(Owner.name == name))
+        if owner is None and create:
+            owner = Owner(name=name)
+            self.session.add(owner)
+            self.session.flush()
+        return owner
+
+    def add_api_key(self, owner: Owner, key_hash: str, prefix: str) -> ApiKey:
+        key = ApiKey(owner_id=owner.id, key_hash=key_hash, prefix=prefix)
+        self.session.add(key)
+        self.session.flush()
+        return key
+
+    def owner_of_key(self, key_hash: str) -> Owner | None:
+        return self.session.scalar(
+            select(Owner)
+            .join(ApiKey)
+            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )
+
+    def has_api_keys(self) -> bool:
+        return (
+            self.session.scalar(select(func.count(ApiKey.id)).where(ApiKey.revoked_at.is_(None)))
+            > 0
+        )
+
+    # -- studies ---------------------------------------------------------------------------
+
+    def add_study(
+        self, *, owner: Owner, spec: dict[str, Any], arms: list[dict[str, Any]], total_trials: int
+    ) -> Study:
+        study = Study(
+            owner_id=owner.id,
+            name=spec["name"],
+            task=spec["task"],
+            spec=spec,
+            status=StudyStatus.QUEUED,
+            cancel_requested=False,
+            total_trials=total_trials,
+            attempt=0,
+            arms=[Arm(position=i, **arm) for i, arm in enumerate(arms)],
+        )
+        self.session.add(study)
+        self.session.flush()
+        return study
+
+    def find_study(self, study_id: int, owner_id: int | None) -> Study:
+        """The study, if it exists and belongs to ``owner_id`` (None: an admin, any owner)."""
+        query = select(Study).where(Study.id == study_id)
+        if owner_id is not None:
+            query = query.where(Study.owner_id == owner_id)
+        study = self.session.scalar(query)
+        if study is None:
+            raise NotFound(f"study {study_id}")
+        return study
+
+    def list_studies(
+        self,
+        *,
+        owner_id: int | None,
+        status: str | None = None,
+        task: str | None = None,
+        optimizer: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[Study], int]:
+        query = select(Study)
+        if owner_id is not None:
+            query = query.where(Study.owner_id == owner_id)
+        if status:
+            query = query.where(Study.status == status)
+        if task:
+            query = query.where(Study.task == task)
+        if optimizer:
+            query = query.where(
+                Study.id.in_(select(Arm.study_id).where(Arm.optimizer == optimizer))
+            )
+        count = self.session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = self.session.scalars(
+            query.order_by(Study.created_at.desc(), Study.id.desc()).offset(offset).limit(limit)
+        )
+        return list(rows), count
+
+    def claim_study(self, worker_id: str, lease_s: float) -> Study | None:
+        """Takes the oldest queued study, or a running one whose worker's lease ran out.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED``, so workers never wait on each other.
+        SQLite: a conditional update that only one writer can win.
+        """
+        now = utcnow()
+        claimable = or_(
+            Study.status == StudyStatus.QUEUED,
+            (Study.status == StudyStatus.RUNNING) & (Study.lease_expires_at < now),
+        )
+        candidate = select(Study.id).where(claimable).order_by(Study.created_at, Study.id).limit(1)
+        if self.session.get_bind().dialect.name == "postgresql":
+            candidate = candidate.with_for_update(skip_locked=True)
+        study_id = self.session.scalar(candidate)
+        if study_id is None:
+            return None
+        claimed = self.session.execute(
+            update(Study)
+            .where(Study.id == study_id, claimable)
+            .values(
+                status=StudyStatus.RUNNING,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=now,
+                attempt=Study.attempt + 1,
+            )
+        )
+        if claimed.rowcount != 1:
+            return None
+        self.session.flush()
+        study = self.session.get(Study, study_id)
+        self.session.refresh(study)
+        return study
+
+    def renew_lease(self, study_id: int, worker_id: str, lease_s: float) -> tuple[bool, bool]:
+        """Extends the lease while the study runs; returns (still ours, cancel requested).
+
+        A study this worker has just finished is still ours; one claimed by another is not.
+        """
+        self.session.execute(
+            update(Study)
+            .where(
+                Study.id == study_id,
+                Study.worker_id == worker_id,
+                Study.status == StudyStatus.RUNNING,
+            )
+            .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        )
+        owner, cancel = self.session.execute(
+            select(Study.worker_id, Study.cancel_requested).where(Study.id == study_id)
+        ).one()
+        return owner == worker_id, bool(cancel)
+
+    def finish_study(
+        self,
+        study_id: int,
+        worker_id: str,
+        *,
+        status: StudyStatus,
+        verdict: dict | None = None,
+        error: str | None = None,
+    ) -> bool:
+        result = self.session.execute(
+            update(Study)
+            .where(Study.id == study_id, Study.worker_id == worker_id)
+            .values(
+                status=status,
+                verdict=verdict,
+                error=error,
+                finished_at=utcnow(),
+                lease_expires_at=None,
+            )
+        )
+        return result.rowcount == 1
+
+    def forget_trials(self, study_id: int) -> None:
+        """A study taken over from a vanished worker starts again from its first trial."""
+        for trial in self.session.scalars(select(Trial).where(Trial.study_id == study_id)):
+            self.session.delete(trial)
+        self.session.flush()
+
+    # -- trials and metrics ----------------------------------------------------------------
+
+    def upsert_trial(self, study_id: int, tune_trial_id: str, **values: Any) -> Trial:
+        trial = self.session.scalar(
+            select(Trial).where(Trial.study_id == study_id, Trial.tune_trial_id == tune_trial_id)
+        )
+        if trial is None:
+            trial = Trial(study_id=study_id, tune_trial_id=tune_trial_id, **values)
+            self.session.add(trial)
+        else:
+            for key, value in values.items():
+                setattr(trial, key, value)
+        self.session.flush()
+        return trial
+
+    def add_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Inserts per-epoch rows; a (trial, epoch, attempt) already stored is left as it is."""
+        if not rows:
+            return
+        dialect = self.session.get_bind().dialect.name
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert
+        stamped = [{"created_at": utcnow(), **row} for row in rows]
+        statement = (
+            insert(Metric)
+            .values(stamped)
+            .on_conflict_do_nothing(index_elements=["trial_id", "epoch", "attempt"])
+        )
+        self.session.execute(statement)
+
+    def trials_of(self, study_id: int) -> list[Trial]:
+        return list(
+            self.session.scalars(select(Trial).where(Trial.study_id == study_id).order_by(Trial.id))
+        )
+
+    def find_trial(self, trial_id: int, owner_id: int | None) -> Trial:
+        query = select(Trial).join(Study, Study.id == Trial.study_id).where(Trial.id == trial_id)
+        if owner_id is not None:
+            query = query.where(Study.owner_id == owner_id)
+        trial = self.session.scalar(query)
+        if trial is None:
+            raise NotFound(f"trial {trial_id}")
+        return trial
+
+    def metrics_of(self, trial_ids: list[int]) -> dict[int, list[Metric]]:
+        """Per trial, its epochs in order, the latest attempt's row for each epoch."""
+        history: dict[int, dict[int, Metric]] = {i: {} for i in trial_ids}
+        if not trial_ids:
+            return {}
+        rows = self.session.scalars(
+            select(Metric)
+            .where(Metric.trial_id.in_(trial_ids))
+            .order_by(Metric.trial_id, Metric.epoch, Metric.attempt)
+        )
+        for row in rows:
+            history[row.trial_id][row.epoch] = row
+        return {
+            trial_id: [epochs[e] for e in sorted(epochs)] for trial_id, epochs in history.items()
+        }
+
+    def progress(self, study_id: int, mode: str) -> dict[str, dict[str, Any]]:
+        """Per arm: trials done, and the best metric so far."""
+        best = func.min(Trial.best_metric) if mode == "min" else func.max(Trial.best_metric)
+        done = func.sum(case((Trial.state.in_([s for s in TrialState if s.ended]), 1), else_=0))
+        rows = self.session.execute(
+            select(Trial.arm, done, best).where(Trial.study_id == study_id).group_by(Trial.arm)
+        )
+        return {
+            arm: {
+                "done": int(n or 0),
+                "best": value if value is None or math.isfinite(value) else None,
+            }
+            for arm, n, value in rows
+        }

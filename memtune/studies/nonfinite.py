@@ -1,0 +1,60 @@
+"""The one encoding of non-finite numbers (a diverged run's metric is ``inf`` or ``nan``).
+
+JSON has no NaN or infinity, so memtune writes them out in two places, each with one walker:
+
+- every API response and export: the strings ``"nan"``, ``"inf"``, ``"-inf"``
+  (:func:`to_json`); typed readers (pydantic, the dashboard) turn them back into numbers;
+- the database's JSON columns: ``{"$float": "nan" | "inf" | "-inf"}`` (:func:`to_store`,
+  :func:`from_store`), which cannot be mistaken for a string a user wrote (a study named
+  "inf" stays a string).
+
+Torch-free: the API imports it on its request path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["STORE_MARK", "from_store", "json_float", "to_json", "to_store"]
+
+STORE_MARK = "$float"
+
+
+def json_float(value: float | None) -> float | str | None:
+    """``value`` as JSON can hold it: finite floats unchanged, the others as their name."""
+    if value is None or math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _walk(value: Any, leaf: Callable[[float], Any]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return leaf(value)
+    if isinstance(value, dict):
+        return {str(k): _walk(v, leaf) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_walk(v, leaf) for v in value]
+    return value
+
+
+def to_json(value: Any) -> Any:
+    """A JSON-ready copy of ``value`` with every non-finite float as its name."""
+    return _walk(value, json_float)
+
+
+def to_store(value: Any) -> Any:
+    """A copy for the database's JSON columns, non-finite floats tagged."""
+    return _walk(value, lambda x: {STORE_MARK: json_float(x)})
+
+
+def from_store(value: Any) -> Any:
+    """The inverse of :func:`to_store`."""
+    if isinstance(value, dict):
+        if len(value) == 1 and STORE_MARK in value:
+            return float(value[STORE_MARK])
+        return {k: from_store(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_store(v) for v in value]
+    return value

@@ -1,0 +1,182 @@
+"""The task registry: a model, its data and its metrics, all offline, described without torch.
+
+A task's entry names its options (a pydantic model), the metrics its runs report with the
+direction of each, its default metric, its smoke size, and where its builder lives
+(``memtune.studies.runs``, imported only when a trial is built). The study spec and the API
+read the registry without importing torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memtune.optimizers.registry import Registry, resolve
+
+if TYPE_CHECKING:
+    import torch
+
+    from memtune.studies.runs import TaskRun
+
+__all__ = ["TASKS", "TRAIN_LOSS", "Direction", "TaskSpec", "get_task"]
+
+Direction = Literal["min", "max"]
+# Every run reports its mean training loss per epoch besides the task's own metrics.
+TRAIN_LOSS = "train_loss"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    summary: str
+    options: type[BaseModel]
+    builder: str  # "module:function" building a TaskRun from (options, seed, device)
+    metric: str  # the default metric of a study
+    metrics: Mapping[str, Direction]  # everything evaluate() returns, and which way is better
+    smoke: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> Direction:
+        return self.metrics[self.metric]
+
+    @property
+    def reported(self) -> tuple[str, ...]:
+        """Every metric a study of this task may name: the task's and the training loss."""
+        return (*self.metrics, TRAIN_LOSS)
+
+    def direction(self, metric: str) -> Direction:
+        """Whether ``metric`` is better low or high, as this entry declares it."""
+        return "min" if metric == TRAIN_LOSS else self.metrics[metric]
+
+    def parse_options(
+        self, options: Mapping[str, Any] | None = None, *, smoke: bool = False
+    ) -> BaseModel:
+        return self.options(**{**(self.smoke if smoke else {}), **(options or {})})
+
+    def create(
+        self,
+        options: Mapping[str, Any] | None,
+        seed: int,
+        device: str | torch.device = "cpu",
+        *,
+        smoke: bool = False,
+    ) -> TaskRun:
+        import torch
+
+        build = resolve(self.builder)
+        return build(self.parse_options(options, smoke=smoke), seed, torch.device(device))
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogregOptions(Options):
+    batch_size: int = Field(32, ge=1)
+    train_size: int | None = Field(None, ge=2)
+
+
+class DigitsOptions(Options):
+    batch_size: int = Field(64, ge=1)
+    width: int = Field(64, ge=1)
+    train_size: int | None = Field(None, ge=2)
+
+
+class FashionOptions(Options):
+    batch_size: int = Field(128, ge=1)
+    width: int = Field(
+        256, ge=1, description="hidden width (MLP) or channels of the first conv (CNN)"
+    )
+    train_size: int | None = Field(None, ge=2)
+    val_size: int | None = Field(None, ge=1)
+
+
+class CharLMOptions(Options):
+    batch_size: int = Field(32, ge=1)
+    seq_len: int = Field(64, ge=2)
+    embed: int = Field(32, ge=1)
+    hidden: int = Field(128, ge=1)
+    train_chars: int | None = Field(
+        None, ge=1000, description="characters of training text (default: 90%)"
+    )
+    val_chars: int = Field(20_000, ge=100)
+
+
+class QuadraticOptions(Options):
+    dim: int = Field(50, ge=1)
+    condition: float = Field(100.0, ge=1.0, description="condition number L / mu")
+    steps_per_epoch: int = Field(50, ge=1)
+
+
+class LandscapeOptions(Options):
+    steps_per_epoch: int = Field(100, ge=1)
+    noise: float = Field(0.0, ge=0.0, description="standard deviation of the gradient noise")
+
+
+class SharpFlatOptions(LandscapeOptions):
+    sharpness: float = Field(8.0, gt=0.0)
+    noise: float = Field(0.3, ge=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+
+TASKS: Registry[TaskSpec] = Registry("task")
+_CLASSIFICATION: Mapping[str, Direction] = {"val_loss": "min", "val_accuracy": "max"}
+_FUNCTION: Mapping[str, Direction] = {"value": "min", "distance": "min"}
+_RUNS = "memtune.studies.runs"
+
+
+def _task(name: str, summary: str, options: type[BaseModel], **rest: Any) -> None:
+    builder = rest.pop("builder", name)
+    TASKS.register(
+        TaskSpec(name=name, summary=summary, options=options, builder=f"{_RUNS}:{builder}", **rest)
+    )
+
+
+_task(
+    "quadratic", "ill-conditioned convex quadratic, full batch", QuadraticOptions,
+    metric="value", metrics=_FUNCTION, smoke={"dim": 20, "steps_per_epoch": 20},
+)  # fmt: skip
+_task(
+    "logreg", "logistic regression on sklearn's breast-cancer data", LogregOptions,
+    metric="val_loss", metrics=_CLASSIFICATION, smoke={"batch_size": 64},
+)  # fmt: skip
+_task(
+    "digits_mlp", "MLP on sklearn's 8x8 digits: the demo task", DigitsOptions,
+    metric="val_accuracy", metrics=_CLASSIFICATION, smoke={"train_size": 512, "width": 32},
+)  # fmt: skip
+_task(
+    "fashion_mlp", "MLP on Fashion-MNIST", FashionOptions,
+    metric="val_accuracy", metrics=_CLASSIFICATION,
+    smoke={"train_size": 1024, "val_size": 512, "width": 64},
+)  # fmt: skip
+_task(
+    "fashion_cnn", "small CNN on Fashion-MNIST", FashionOptions,
+    metric="val_accuracy", metrics=_CLASSIFICATION,
+    smoke={"train_size": 512, "val_size": 256, "width": 4},
+)  # fmt: skip
+_task(
+    "char_lm", "character-level LSTM language model on the stdlib's pydoc text", CharLMOptions,
+    builder="CharLMRun", metric="val_perplexity", metrics={"val_loss": "min", "val_perplexity": "min"},
+    smoke={"train_chars": 8192, "val_chars": 2048, "hidden": 32, "embed": 16},
+)  # fmt: skip
+_task(
+    "goldstein_price", "Goldstein-Price from a random start in [-2, 2]^2", LandscapeOptions,
+    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20},
+)  # fmt: skip
+_task(
+    "ackley", "2-D Ackley from a random start in [-3, 3]^2", LandscapeOptions,
+    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20},
+)  # fmt: skip
+_task(
+    "sharp_flat", "1-D sharp well at 0 and flat well at 3; does the optimizer escape?", SharpFlatOptions,
+    metric="escaped", metrics={"value": "min", "escaped": "max"}, smoke={"steps_per_epoch": 20},
+)  # fmt: skip
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task registered under ``name``; the error lists the known tasks."""
+    return TASKS.get(name)

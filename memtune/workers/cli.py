@@ -1,0 +1,153 @@
+"""The ``memtune`` command line: run a study on a local Ray (or ``RAY_ADDRESS``) and print
+its verdict. The service adds its own commands to this parser (``memtune/service/cli.py``).
+
+Commands import what they use when they run: ``memtune list`` and the service's commands never
+import torch or Ray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from memtune.studies.spec import SpecError, load_spec
+
+__all__ = ["add_run_commands", "main"]
+
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from memtune.workers.cluster import configure_ray_environment
+
+    configure_ray_environment()  # before Ray is imported
+    from memtune.studies.verdict import format_verdict
+    from memtune.workers.runner import StudyCancelled, StudyRunner
+    from memtune.workers.sinks import JsonFileSink, ResultsSink
+
+    try:
+        spec = load_spec(args.study)
+    except FileNotFoundError:
+        print(f"error: no such study file: {args.study}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SpecError as error:
+        print(f"error: {args.study}: {error.field}: {error.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.smoke:
+        spec = spec.model_copy(update={"smoke": True})
+    sink = JsonFileSink(args.json) if args.json else ResultsSink()
+    bar = tqdm(
+        total=spec.total_trials,
+        unit="trial",
+        desc=spec.name,
+        disable=args.quiet,
+        file=sys.stderr,
+        mininterval=1.0,
+    )
+
+    def progress(runner: StudyRunner) -> None:
+        best = runner.best_by_arm()
+        bar.set_postfix_str(
+            ", ".join(f"{arm} {value:.4g}" for arm, value in best.items()), refresh=False
+        )
+        bar.update(runner.trials_done - bar.n)  # tqdm redraws at most once per mininterval
+
+    try:
+        verdict = StudyRunner(spec, sink, progress=progress).run()
+    except SpecError as error:
+        bar.close()
+        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (KeyboardInterrupt, StudyCancelled):
+        bar.close()
+        print("interrupted: the study's trials were stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the study could not run (Ray, a task's data...): say why
+        bar.close()
+        logging.getLogger(__name__).debug("study failed", exc_info=True)
+        print(
+            f"error: the study failed: {type(error).__name__}: {error} (-v for details)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    bar.close()
+    print(format_verdict(verdict))
+    if args.json:
+        print(f"\nresults written to {args.json}", file=sys.stderr)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    if args.what == "optimizers":
+        from memtune.optimizers import OPTIMIZERS
+
+        rows = [(s.name, s.summary, ", ".join(p.name for p in s.search_space)) for s in OPTIMIZERS]
+        header = ("name", "what", "searched")
+    else:
+        from memtune.studies.tasks import TASKS
+
+        rows = [(t.name, t.summary, f"{t.metric} ({t.mode})") for t in TASKS]
+        header = ("name", "what", "default metric")
+    if args.json:
+        print(json.dumps([dict(zip(header, row, strict=True)) for row in rows], indent=1))
+        return 0
+    width = max(len(row[0]) for row in rows)
+    for row in rows:
+        print(f"{row[0]:{width}s}  {row[1]}  [{row[2]}]")
+    return 0
+
+
+def add_run_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run a study on the local Ray (or RAY_ADDRESS) and print its verdict",
+        description="Runs every arm's search, then the seed re-runs, then prints the verdict table.",
+    )
+    run.add_argument("study", type=Path, help="study spec, YAML or JSON (see examples/)")
+    run.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the trials and the verdict to this JSON file",
+    )
+    run.add_argument(
+        "--smoke", action="store_true", help="use the task's smoke size (seconds per trial)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list", help="list the registered optimizers or tasks")
+    listing.add_argument("what", choices=["optimizers", "tasks"])
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    listing.set_defaults(handler=_list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memtune",
+        description="Does this memory-based optimizer beat my tuned baseline? Fair studies on Ray Tune + Optuna.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log what happens (Ray start, trials)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Connecting to Ray: an existing cluster (``RAY_ADDRESS``) or a local one that leaves nothing.
+
+The local cluster listens on 127.0.0.1 only and has token authentication on with a token that
+lives in this process's environment (both set by :func:`configure_ray_environment`, which the
+entry points call before Ray is imported); it keeps its sockets and logs in a temporary
+directory removed at shutdown, and a small object store (trials pass configs and metrics,
+never datasets).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["configure_ray_environment", "ray_cluster"]
+
+log = logging.getLogger(__name__)
+
+
+def configure_ray_environment() -> None:
+    """Sets the environment memtune's drivers run Ray and Tune with; idempotent.
+
+    Ray reads the first two when it is imported, so entry points call this first (and
+    :func:`ray_cluster` re-applies them if Ray came first). A driver that joins a real cluster
+    (``RAY_ADDRESS``) must stay reachable and use the cluster's token: those are left alone.
+    """
+    if not os.environ.get("RAY_ADDRESS"):
+        # Bind every Ray server to 127.0.0.1 (Ray's own switch for that) ...
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # ... and turn token authentication on with a token that lives in this process's
+        # environment (and its workers'), where Ray would otherwise write ~/.ray/auth_token.
+        if "RAY_AUTH_MODE" not in os.environ:
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    # Tune's CSV/JSON/TensorBoard loggers: memtune streams results to its own sink instead.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Tune's console tables: memtune shows its own progress (verbose=0 is honoured by the
+    # classic reporter only).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # One checkpoint kept per trial forces an experiment snapshot per epoch; short trials make
+    # Tune warn at every one. The snapshots are cheap here (local disk).
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def _apply_local_settings() -> None:
+    """Make the settings of :func:`configure_ray_environment` hold even if Ray came first.
+
+    Both are read by Ray when it is imported; Ray re-reads them the same way itself (its token
+    set-up calls ``Config.initialize``). Ray is pinned (2.60.0), so these internals are fixed.
+    """
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # servers on 127.0.0.1
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        Config.initialize("")
+
+
+@contextmanager
+def ray_cluster(
+    address: str | None = None, *, num_cpus: int | None = None, object_store_mb: int = 256
+) -> Iterator[None]:
+    """Ray for the duration of the block; reuses one already initialized in this process."""
+    configure_ray_environment()
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        log.info("connecting to the Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+
+    _apply_local_settings()
+    # Short path: Ray's unix sockets live under it and their paths are limited to 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="memtune-ray-", dir="/tmp")
+    try:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=object_store_mb * 2**20,
+            _temp_dir=temp_dir,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        log.info("started a local Ray on 127.0.0.1 (temp dir %s)", temp_dir)
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

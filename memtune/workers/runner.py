@@ -1,0 +1,343 @@
+"""The runner: a study spec becomes one Ray Tune run, and its results a verdict.
+
+Search: per arm, Optuna's TPE (Ray Tune's ``OptunaSearch``) searches the arm's space with the
+arm's budget; ASHA, when asked, only compares trials of the same arm. Seed re-runs: once an
+arm's search is over, its best config is re-run on the study's seeds (the same seeds for every
+arm). Only the re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
+why), so a process runs one study at a time: two ``Tuner.fit()`` at once in one process break.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from memtune.optimizers import get_optimizer
+from memtune.studies.records import (
+    EpochResult,
+    Phase,
+    TrialPlan,
+    TrialRecord,
+    TrialState,
+    best_value,
+)
+from memtune.studies.spec import ArmSpec, SpecError, StudySpec
+from memtune.studies.verdict import Verdict, build_verdict
+from memtune.workers.cluster import ray_cluster
+from memtune.workers.search import PerArmScheduler, StudySearcher
+from memtune.workers.sinks import ResultsSink
+from memtune.workers.trainable import hyperparameters_of, train_trial
+
+__all__ = ["StudyCancelled", "StudyRunner", "run_study"]
+
+log = logging.getLogger(__name__)
+# With Tune's file loggers off (configure_ray_environment) its result analysis finds no result.json
+# and warns once per trial; memtune reads results from its own records.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+class StudyCancelled(RuntimeError):
+    """The sink asked to stop; the trials were stopped."""
+
+
+class _DriverOnly:
+    """Callbacks that live in the driver. Tune pickles its whole state (for Tuner.restore, which
+    memtune does not use); what these hold (a sink with a database engine) stays out of it."""
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class _CancelStopper(_DriverOnly, tune.Stopper):
+    def __init__(self, sink: ResultsSink, poll_s: float = 1.0) -> None:
+        self.sink, self.poll_s = sink, poll_s
+        self._last_poll, self.cancelled = 0.0, False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        if not self.cancelled and time.monotonic() - self._last_poll >= self.poll_s:
+            self._last_poll = time.monotonic()
+            self.cancelled = self.sink.cancel_requested()
+        return self.cancelled
+
+
+class _Recorder(_DriverOnly, tune.Callback):
+    """Turns Tune's trial events into TrialRecords and hands them to the sink (driver side)."""
+
+    def __init__(self, runner: StudyRunner) -> None:
+        self.runner = runner
+
+    def _record(self, trial: Any) -> TrialRecord:
+        return self.runner.records[trial.trial_id]
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.runner.records:  # restarted after a failure: same record
+            return
+        plan: TrialPlan = trial.config["run"]
+        record = TrialRecord(
+            trial_id=trial.trial_id,
+            arm=plan.arm,
+            phase=plan.phase,
+            seed=plan.seed,
+            config=hyperparameters_of(trial.config),
+        )
+        self.runner.records[trial.trial_id] = record
+        self.runner.sink.trial_started(record)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        record = self._record(trial)
+        epoch = EpochResult.from_dict(result, self.runner.spec.task_spec.metrics)
+        # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
+        record.epochs = [e for e in record.epochs if e.epoch < epoch.epoch] + [epoch]
+        if epoch.diverged:
+            record.state = TrialState.DIVERGED
+        self.runner.sink.epoch_reported(record, epoch)
+        self.runner.progress(self.runner)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._record(trial)
+        record.attempt += 1  # it restarts from its last checkpoint
+        record.state = TrialState.RUNNING
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._record(trial)
+        if record.state != TrialState.DIVERGED:
+            planned = self.runner.spec.budget.epochs
+            ran_all = len(record.epochs) >= planned
+            record.state = TrialState.COMPLETED if ran_all else TrialState.STOPPED
+        self._finish(record)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = self._record(trial)
+        record.state = TrialState.ERROR
+        record.error = _error_text(trial)
+        self._finish(record)
+
+    def _finish(self, record: TrialRecord) -> None:
+        self.runner.sink.trial_finished(record)
+        self.runner.progress(self.runner)
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "the trial failed"
+
+
+@dataclass(frozen=True)
+class _ArmSpace:
+    """An arm's define-by-run search space. A class, not a closure: Tune pickles the searcher."""
+
+    optimizer: str
+    fixed: dict[str, Any]
+    overrides: list[Any]
+    plan: TrialPlan
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        get_optimizer(self.optimizer).sample(trial, fixed=self.fixed, space=self.overrides)
+        return {"run": self.plan}
+
+
+def _no_progress(runner: StudyRunner) -> None:
+    pass
+
+
+class StudyRunner:
+    """Runs one study on the Ray cluster in reach (``RAY_ADDRESS``, or a local one)."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        sink: ResultsSink | None = None,
+        *,
+        progress: Callable[[StudyRunner], None] = _no_progress,
+        optuna_storage: str | optuna.storages.BaseStorage | None = None,
+        study_key: str | None = None,
+        max_failures: int = 2,
+        trainable: Callable[[dict[str, Any]], None] = train_trial,
+    ) -> None:
+        self.spec = spec
+        self.sink = sink or ResultsSink()
+        self.progress = progress
+        self.optuna_storage = optuna_storage
+        self.study_key = study_key or f"{spec.name}-{int(time.time())}"
+        self.max_failures = max_failures
+        self.trainable = trainable
+        self.records: dict[str, TrialRecord] = {}
+        self._stopper = _CancelStopper(self.sink)
+
+    # -- what the progress bar reads ----------------------------------------------------------
+
+    @property
+    def trials_done(self) -> int:
+        return sum(r.state.ended for r in self.records.values())
+
+    def best_by_arm(self) -> dict[str, float]:
+        """Per arm, the best value of the study's metric so far, any trial and epoch."""
+        metric, mode = self.spec.resolved_metric, self.spec.resolved_mode
+        best: dict[str, float] = {}
+        for record in self.records.values():
+            value = best_value([record.best(metric, mode), best.get(record.arm)], mode)
+            if value is not None:
+                best[record.arm] = value
+        return best
+
+    # -- the study -----------------------------------------------------------------------------
+
+    def run(self) -> Verdict:
+        storage = Path(tempfile.mkdtemp(prefix="memtune-study-"))
+        try:
+            with ray_cluster():
+                # The outcome reaches the sink before a local Ray shuts down (seconds).
+                try:
+                    self._check_optimizers()
+                    self._check_cluster()
+                    self.sink.study_started(self.spec)
+                    self._tuner(storage).fit()
+                    if self._stopper.cancelled:
+                        raise StudyCancelled("the study was cancelled")
+                    verdict = build_verdict(self.spec, self.records.values())
+                except StudyCancelled:
+                    self.sink.study_cancelled()
+                    raise
+                except Exception as error:
+                    self.sink.study_failed(f"{type(error).__name__}: {error}")
+                    raise
+                self.sink.study_finished(verdict)
+                return verdict
+        finally:
+            shutil.rmtree(storage, ignore_errors=True)
+
+    def _check_optimizers(self) -> None:
+        """The second step of a spec's validation: each arm's optimizer is built with its
+        pinned values on a dummy parameter, so the class's own checks (torch) run before any
+        trial does. The spec checked names and ranges without torch."""
+        import torch
+
+        for index, arm in enumerate(self.spec.arms):
+            try:
+                arm.optimizer_spec.build([torch.nn.Parameter(torch.zeros(1))], **arm.fixed)
+            except (TypeError, ValueError) as error:
+                raise SpecError(f"arms.{index}.fixed", str(error)) from None
+
+    def _check_cluster(self) -> None:
+        resources = ray.cluster_resources()
+        wanted = self.spec.resources
+        if wanted.gpu > 0 and resources.get("GPU", 0) < wanted.gpu:
+            has = resources.get("GPU", 0)
+            raise SpecError(
+                "resources.gpu", f"{wanted.gpu} GPU per trial requested, the cluster has {has:g}"
+            )
+        if wanted.cpu > resources.get("CPU", 0):
+            has = resources.get("CPU", 0)
+            raise SpecError(
+                "resources.cpu", f"{wanted.cpu} CPUs per trial requested, the cluster has {has:g}"
+            )
+
+    def _plan(self, arm: ArmSpec, phase: Phase, seed: int) -> TrialPlan:
+        spec = self.spec
+        return TrialPlan(
+            task=spec.task,
+            task_options=spec.task_options,
+            smoke=spec.smoke,
+            optimizer=arm.optimizer,
+            fixed=arm.fixed,
+            epochs=spec.budget.epochs,
+            seed=seed,
+            arm=arm.label,
+            phase=phase,
+            metric=spec.resolved_metric,
+            mode=spec.resolved_mode,
+            threads=max(1, int(spec.resources.cpu)),
+            gpu=spec.resources.gpu,
+        )
+
+    def _arm_searcher(self, arm: ArmSpec, index: int) -> OptunaSearch:
+        spec = self.spec
+        trials = spec.budget.trials_per_arm
+        sampler = optuna.samplers.TPESampler(
+            seed=spec.search_seed + index, n_startup_trials=min(10, max(2, trials // 2))
+        )
+        return OptunaSearch(
+            space=_ArmSpace(
+                arm.optimizer,
+                arm.fixed,
+                arm.search_space(),
+                self._plan(arm, Phase.SEARCH, spec.search_seed),
+            ),
+            metric=spec.resolved_metric,
+            mode=spec.resolved_mode,
+            sampler=sampler,
+            storage=self.optuna_storage,
+            study_name=f"{self.study_key}:{arm.label}" if self.optuna_storage else None,
+        )
+
+    def _tuner(self, storage: Path) -> tune.Tuner:
+        spec = self.spec
+        searcher = StudySearcher(
+            {arm.label: self._arm_searcher(arm, index) for index, arm in enumerate(spec.arms)},
+            budget=spec.budget.trials_per_arm,
+            seed_runs={
+                arm.label: [self._plan(arm, Phase.SEED, s) for s in spec.seeds] for arm in spec.arms
+            },
+            epochs=spec.budget.epochs,
+            metric=spec.resolved_metric,
+            mode=spec.resolved_mode,
+        )
+        asha = functools.partial(
+            ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, grace_period=1
+        )
+        resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+        return tune.Tuner(
+            tune.with_resources(self.trainable, resources),
+            tune_config=tune.TuneConfig(
+                metric=spec.resolved_metric,
+                mode=spec.resolved_mode,
+                search_alg=searcher,
+                scheduler=PerArmScheduler(asha if spec.scheduler == "asha" else None),
+                num_samples=-1,  # the searcher says when it is done
+                reuse_actors=True,
+                max_concurrent_trials=spec.max_concurrent_trials,
+                time_budget_s=spec.budget.time_limit_s,
+            ),
+            run_config=tune.RunConfig(
+                name="study",
+                storage_path=str(storage),
+                callbacks=[_Recorder(self)],
+                stop=self._stopper,
+                verbose=0,
+                # Keeping K checkpoints forces an experiment snapshot every K epochs of a trial:
+                # K = 1 costs about 50 ms per epoch (bench/study_overhead.py); 5 bounds the disk.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=5),
+                failure_config=tune.FailureConfig(max_failures=self.max_failures),
+            ),
+        )
+
+
+def run_study(spec: StudySpec, sink: ResultsSink | None = None, **kwargs: Any) -> Verdict:
+    """Runs ``spec`` to its verdict; see :class:`StudyRunner` for the options."""
+    return StudyRunner(spec, sink, **kwargs).run()

@@ -1,0 +1,183 @@
+"""One Tuner per study: a searcher and a scheduler that keep the arms apart.
+
+Every Tuner starts its own actors, and an actor's first trial pays for the torch import and
+the task set-up (about 7 s here, measured in bench/study_overhead.py). A study therefore
+runs as a single Tuner whose actors are reused by every trial, and fairness between arms is
+kept by these two wrappers instead of by separate Tuners:
+
+- :class:`StudySearcher` holds one Optuna TPE searcher per arm (``OptunaSearch``), issues
+  each arm exactly its budget of trials, round robin, and once an arm's search is over,
+  issues that arm's seed re-runs of its best config;
+- :class:`PerArmScheduler` gives each arm its own ASHA (or none), so a trial is only ever
+  stopped by comparison with trials of its own arm; seed re-runs are never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from memtune.studies.records import Phase, TrialPlan
+from memtune.workers.trainable import hyperparameters_of
+
+__all__ = ["PerArmScheduler", "StudySearcher"]
+
+
+class StudySearcher(Searcher):
+    """Search trials for every arm (its own searcher, its budget), then its seed re-runs.
+
+    Args:
+        searchers: one searcher per arm label, whose suggestions carry ``config["run"]``, a
+            :class:`TrialPlan`.
+        budget: searched trials per arm.
+        seed_runs: per arm, the plans of its seed re-runs; the best hyperparameters become
+            their ``hparams``. Plain data: Tune pickles the searcher.
+        epochs: a search trial counts for the best config only if it ran every epoch.
+    """
+
+    def __init__(
+        self,
+        searchers: dict[str, Searcher],
+        *,
+        budget: int,
+        seed_runs: dict[str, list[TrialPlan]],
+        epochs: int,
+        metric: str,
+        mode: str,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.searchers = searchers
+        self.budget, self.epochs = budget, epochs
+        self.seed_runs = seed_runs
+        self.issued = dict.fromkeys(searchers, 0)
+        self.completed = dict.fromkeys(searchers, 0)
+        self.finished: dict[str, list[tuple[float, dict[str, Any]]]] = {
+            arm: [] for arm in searchers
+        }
+        self.trial_arm: dict[str, tuple[str, str]] = {}
+        self.trial_hyperparameters: dict[str, dict[str, Any]] = {}
+        self.seed_queue: list[tuple[str, TrialPlan]] = []
+        self.best: dict[str, dict[str, Any] | None] = {}
+        self._turn = 0
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        return True  # metric and mode come with the study; each arm's space is its own
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.seed_queue:
+            arm, plan = self.seed_queue.pop(0)
+            self.trial_arm[trial_id] = (arm, Phase.SEED)
+            return {"run": plan}
+        arms = list(self.searchers)
+        for _ in arms:  # round robin over the arms that still have budget
+            arm = arms[self._turn % len(arms)]
+            self._turn += 1
+            if self.issued[arm] >= self.budget:
+                continue
+            config = self.searchers[arm].suggest(trial_id)
+            if config is None or config == Searcher.FINISHED:
+                continue
+            self.issued[arm] += 1
+            self.trial_arm[trial_id] = (arm, Phase.SEARCH)
+            self.trial_hyperparameters[trial_id] = hyperparameters_of(config)
+            return config
+        if len(self.best) == len(self.searchers):
+            return Searcher.FINISHED  # every search is over and every seed run was issued
+        return None  # waiting for searches to finish before their seed re-runs
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        arm, phase = self.trial_arm.get(trial_id, (None, None))
+        if phase == Phase.SEARCH:
+            self.searchers[arm].on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        arm, phase = self.trial_arm.pop(trial_id, (None, None))  # counted once
+        if phase != Phase.SEARCH:
+            return
+        self.searchers[arm].on_trial_complete(trial_id, result=result, error=error)
+        self.completed[arm] += 1
+        value = (result or {}).get(self.metric)
+        ran_every_epoch = (result or {}).get("epoch") == self.epochs
+        if (
+            not error
+            and ran_every_epoch
+            and isinstance(value, int | float)
+            and math.isfinite(value)
+        ):
+            self.finished[arm].append((value, self.trial_hyperparameters[trial_id]))
+        if self.completed[arm] == self.budget:
+            self._queue_seed_runs(arm)
+
+    def _queue_seed_runs(self, arm: str) -> None:
+        if not self.finished[arm]:
+            self.best[arm] = None  # nothing converged: no config to re-run
+            return
+        pick = min if self.mode == "min" else max
+        _, hyperparameters = pick(self.finished[arm], key=lambda item: item[0])
+        self.best[arm] = hyperparameters
+        self.seed_queue += [
+            (arm, replace(plan, hparams=hyperparameters)) for plan in self.seed_runs[arm]
+        ]
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as stream:
+            pickle.dump(self.__dict__, stream)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as stream:
+            self.__dict__.update(pickle.load(stream))
+
+
+class PerArmScheduler(FIFOScheduler):
+    """One scheduler per arm for search trials (``make()`` builds it); FIFO for seed runs."""
+
+    def __init__(self, make: Callable[[], TrialScheduler] | None = None) -> None:
+        super().__init__()
+        self.make = make
+        self.schedulers: dict[str, TrialScheduler] = {}
+        self._properties: tuple[str | None, str | None] = (None, None)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        self._properties = (metric, mode)
+        return True
+
+    def _scheduler(self, trial: Any) -> TrialScheduler | None:
+        plan: TrialPlan | None = trial.config.get("run")
+        if self.make is None or plan is None or plan.phase != Phase.SEARCH:
+            return None
+        arm = plan.arm
+        if arm not in self.schedulers:
+            scheduler = self.make()
+            scheduler.set_search_properties(*self._properties)
+            self.schedulers[arm] = scheduler
+        return self.schedulers[arm]
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if scheduler := self._scheduler(trial):
+            return scheduler.on_trial_result(tune_controller, trial, result)
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        if scheduler := self._scheduler(trial):
+            scheduler.on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"per-arm schedulers: {', '.join(self.schedulers) or 'FIFO'}"

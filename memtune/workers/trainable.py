@@ -1,0 +1,72 @@
+"""The Ray Tune function trainable: ``config`` in, one ``tune.report`` per epoch out.
+
+``config["run"]`` is the trial's :class:`~memtune.studies.records.TrialPlan` (task, optimizer,
+seed, epochs, arm, phase); the optimizer's hyperparameters are the other top-level keys (what
+Optuna sampled) or the plan's ``hparams`` (a seed re-run of the best config). torch is
+imported once per worker process, at import of this module, and actors are reused between
+trials.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from memtune.studies.records import TrialPlan, worst_value
+from memtune.workers.training import TrialTraining
+
+__all__ = ["CHECKPOINT_FILE", "hyperparameters_of", "train_trial"]
+
+CHECKPOINT_FILE = "trial.pt"
+
+
+def hyperparameters_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer's arguments of a trial's config: pinned, chosen, then sampled values."""
+    plan: TrialPlan = config["run"]
+    return plan.hyperparameters({key: value for key, value in config.items() if key != "run"})
+
+
+def _device(plan: TrialPlan) -> str:
+    if plan.gpu > 0 and torch.cuda.is_available() and ray.get_gpu_ids():
+        return "cuda"
+    return "cpu"
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    plan: TrialPlan = config["run"]
+    torch.set_num_threads(max(1, plan.threads))
+    training = TrialTraining(
+        task=plan.task,
+        task_options=plan.task_options,
+        optimizer=plan.optimizer,
+        hyperparameters=hyperparameters_of(config),
+        seed=plan.seed,
+        smoke=plan.smoke,
+        device=_device(plan),
+    )
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as directory:
+            training.load_state_dict(
+                torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
+            )
+
+    while training.epoch < plan.epochs:
+        result = training.run_epoch()
+        if result.diverged:
+            # A result, not an error: the worst value keeps searchers and schedulers working.
+            if plan.metric == "train_loss":
+                result.train_loss = worst_value(plan.mode)
+            else:
+                result.metrics[plan.metric] = worst_value(plan.mode)
+            tune.report(result.as_dict())
+            return
+        with tempfile.TemporaryDirectory(prefix="memtune-ckpt-") as directory:
+            torch.save(training.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
+            tune.report(result.as_dict(), checkpoint=tune.Checkpoint.from_directory(directory))

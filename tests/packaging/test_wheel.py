@@ -1,0 +1,109 @@
+"""The wheel is one namespace, carries its data, and runs outside the checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=out,
+    )
+    (built,) = out.glob("memtune-*.whl")
+    return built
+
+
+def test_wheel_installs_only_the_memtune_namespace_with_its_data(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"memtune"}
+    for data in (
+        "memtune/examples/demo.yaml",
+        "memtune/service/store/migrations/env.py",
+        "memtune/service/store/migrations/script.py.mako",
+        "memtune/service/store/migrations/versions/0001_studies_trials_metrics.py",
+    ):
+        assert data in names
+    assert not any(name.startswith(("tests/", "bench/")) for name in names)
+
+
+def test_wheel_runs_from_a_fresh_venv_outside_the_checkout(wheel, tmp_path):
+    fresh = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
+    python = fresh / "bin" / "python"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+    )
+    # The dependencies come from this environment (a path, not a site dir: its editable
+    # memtune is not processed), so the fresh venv's own memtune is the one imported.
+    site = Path(
+        subprocess.check_output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True,
+        ).strip()
+    )
+    (site / "_memtune_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'wheel.db'}",
+    }
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            args, cwd=outside, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    where = run(
+        str(python),
+        "-c",
+        "import memtune, memtune.service.cli as cli; "
+        "print(memtune.__file__); assert cli.DEMO_SPEC.is_file(), cli.DEMO_SPEC",
+    )
+    assert where.strip().startswith(str(fresh))
+    usage = run(str(python), "-m", "memtune", "--help")
+    assert usage.startswith("usage: memtune") and all(c in usage for c in ("serve", "demo", "run"))
+    assert "digits_mlp" in run(str(fresh / "bin" / "memtune"), "list", "tasks")
+    # Alembic's migrations come from the wheel too.
+    assert run(str(fresh / "bin" / "memtune"), "apikey", "create", "--owner", "w").startswith("mt_")

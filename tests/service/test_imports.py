@@ -1,0 +1,54 @@
+"""The API's process stays light: ``memtune serve`` and ``memtune apikey`` import neither torch
+nor Ray (a spec is validated without them; the worker, another process, imports both)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SERVE_AND_USE = textwrap.dedent(
+    """
+    import socket, sys, threading, time
+    import httpx
+    from memtune.service import cli
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threading.Thread(
+        target=cli.main, args=(["serve", "--no-worker", "--port", str(port)],), daemon=True
+    ).start()
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    for _ in range(200):
+        try:
+            client.get("/health").raise_for_status()
+            break
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    spec = {"task": "digits_mlp", "arms": [{"optimizer": "sam", "fixed": {"base": "adamw"}}]}
+    assert client.post("/studies", json=spec).status_code == 201
+    bad = {"task": "digits_mlp", "arms": [{"optimizer": "am_sgd", "fixed": {"lam": -1}}]}
+    assert client.post("/studies", json=bad).status_code == 422
+    assert client.get("/optimizers").status_code == 200
+    assert client.get("/tasks").status_code == 200
+    assert client.get("/studies").json()["count"] == 1
+    assert cli.main(["apikey", "create", "--owner", "alice"]) == 0
+    print(sorted(m for m in ("torch", "ray") if m in sys.modules))
+    """
+)
+
+
+@pytest.mark.slow
+def test_serve_and_apikey_import_neither_torch_nor_ray(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_AND_USE],
+        env={"DATABASE_URL": f"sqlite:///{tmp_path / 'light.db'}", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
