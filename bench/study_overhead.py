@@ -69,7 +69,7 @@ def main() -> None:
             "task_options": TASK_OPTIONS,
             "arms": [{"optimizer": "adam", "space": {"lr": {"low": 1e-3, "high": 3e-3}}}],
             "budget": {"trials_per_arm": args.trials, "epochs": epochs},
-            "seeds": [0],
+            "seeds": [1],
             "resources": {"cpu": 1},
         }
     )

@@ -181,6 +181,7 @@ class OptimizerSpec:
     # ... and those that live only during a step (SAM's copy of the weights).
     transient_slots: float = 0.0
     wraps_base: bool = False  # SAM: its ``base`` argument names another registry entry
+    supports_fused: bool = False  # torch's fused kernels (the fastest path of a baseline)
     source: str = "torch.optim"
 
     @property
@@ -209,26 +210,14 @@ class OptimizerSpec:
             config = {**base.defaults, **config, "base": base.cls}
         return self.cls(params, **config)
 
-    def sample(
-        self,
-        trial: optuna.Trial,
-        *,
-        fixed: Mapping[str, Any] | None = None,
-        space: Iterable[SearchParam] | None = None,
-    ) -> dict[str, Any]:
-        """Define-by-run: samples the searched values (``space`` overrides ranges by name),
-        skipping those ``fixed`` pins; returns only what was sampled and pinned."""
-        fixed = dict(fixed or {})
-        overrides = {param.name: param for param in space or ()}
-        unknown = set(overrides) - {param.name for param in self.search_space}
-        if unknown:
-            raise ValueError(f"{self.name} searches no {', '.join(sorted(unknown))}")
-        sampled = {
-            param.name: overrides.get(param.name, param).sample(trial)
-            for param in self.search_space
-            if param.name not in fixed
-        }
-        return {**sampled, **fixed}
+    def space(self, fixed: Mapping[str, Any] | None = None) -> tuple[SearchParam, ...]:
+        """What a study searches, each range at this optimizer's own scale. SAM searches the
+        learning-rate range of its base (``fixed["base"]``, else its default base)."""
+        if not self.wraps_base:
+            return self.search_space
+        base = OPTIMIZERS.get((fixed or {}).get("base", self.defaults["base"]))
+        base_lr = next(p for p in base.search_space if p.name == "lr")
+        return tuple(base_lr if p.name == "lr" else p for p in self.search_space)
 
     def state_bytes_per_param(
         self, config: Mapping[str, Any] | None = None, element_size: int = 4
@@ -272,6 +261,7 @@ OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 OPTIMIZERS.register(
     OptimizerSpec(
         name="sgd",
+        supports_fused=True,
         target="torch.optim:SGD",
         options=opts.SGDOptions,
         summary="SGD with heavy-ball momentum (torch.optim.SGD); nesterov is a flag",
@@ -284,6 +274,7 @@ OPTIMIZERS.register(
 OPTIMIZERS.register(
     OptimizerSpec(
         name="adam",
+        supports_fused=True,
         target="torch.optim:Adam",
         options=opts.AdamOptions,
         summary="Adam (torch.optim.Adam)",
@@ -296,6 +287,7 @@ OPTIMIZERS.register(
 OPTIMIZERS.register(
     OptimizerSpec(
         name="adamw",
+        supports_fused=True,
         target="torch.optim:AdamW",
         options=opts.AdamOptions,
         summary="AdamW, decoupled weight decay (torch.optim.AdamW)",
@@ -312,7 +304,7 @@ OPTIMIZERS.register(
         options=opts.AMSGDOptions,
         summary="SGD with adaptive memory momentum (Topollai & Choromanska, arXiv 2510.04988)",
         defaults=MappingProxyType({"lr": 0.05, "lam": 0.1, "beta_max": 0.9}),
-        search_space=(LR_SGD, LAM),
+        search_space=(LR_EMA_MOMENTUM, LAM),
         reduces_to=Reduction(
             "sgd", {"lam": 0.0, "fixed_beta": 0.9}, {"momentum": 0.9, "dampening": 0.9}
         ),

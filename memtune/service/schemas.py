@@ -49,6 +49,10 @@ class StudyPublic(BaseModel):
     trials_total: int
     progress: list[ArmProgress]
     error: str | None
+    warnings: list[str] = Field(
+        description="what the spec lets through but you should know (say, too few seeds to "
+        "call any arm better: add seeds, or extend the study later)"
+    )
     created_at: UtcDateTime
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
@@ -116,6 +120,8 @@ class TaskPublic(BaseModel):
     mode: str
     metrics: list[str]
     directions: dict[str, str] = Field(description="per metric: 'min' or 'max' is better")
+    reports: str = Field(description="what a verdict reports: the test twin of the metric")
+    data: str = Field(description="where the data comes from and how it is split")
     options: dict[str, Any] = Field(description="JSON schema of the task's options")
 
 
@@ -123,3 +129,12 @@ class Health(BaseModel):
     status: str
     database: str
     open_mode: bool = Field(description="no API keys: open on the loopback interface only")
+
+
+class StudyExtension(BaseModel):
+    """More seeds for every arm, and/or new arms (each searched with the study's budget)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: list[int] = Field(default_factory=list, max_length=1000)
+    arms: list[dict[str, Any]] = Field(default_factory=list, max_length=32)

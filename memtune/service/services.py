@@ -128,6 +128,7 @@ def _study_public(repository: Repository, study: Study) -> StudyPublic:
         trials_total=study.total_trials,
         progress=arms,
         error=study.error,
+        warnings=study.warnings or [],
         created_at=study.created_at,
         started_at=study.started_at,
         finished_at=study.finished_at,
@@ -142,11 +143,7 @@ def create_study(db: Database, *, caller: Caller, spec: dict[str, Any]) -> Study
         parsed = parse_spec(spec)
     except SpecError as error:
         raise InvalidSpec(error.field, error.message) from None
-    resolved = parsed.model_dump(mode="json")
-    resolved["metric"], resolved["mode"] = parsed.resolved_metric, parsed.resolved_mode
-    arms = [
-        {"label": a.label, "optimizer": a.optimizer, "baseline": a.baseline} for a in parsed.arms
-    ]
+    resolved, arms = _queueable(parsed)
     with db.session() as session:
         repository = Repository(session)
         if caller.owner_id is None:  # the admin submits as the owner "admin"
@@ -154,7 +151,55 @@ def create_study(db: Database, *, caller: Caller, spec: dict[str, Any]) -> Study
         else:
             owner = session.get(Owner, caller.owner_id)
         study = repository.add_study(
-            owner=owner, spec=resolved, arms=arms, total_trials=parsed.total_trials
+            owner=owner,
+            spec=resolved,
+            arms=arms,
+            total_trials=parsed.total_trials,
+            warnings=parsed.warnings,
+        )
+        return _study_public(repository, study)
+
+
+def _queueable(parsed: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The stored form of a validated spec (metric and mode resolved) and its arms' rows."""
+    resolved = parsed.model_dump(mode="json")
+    resolved["metric"], resolved["mode"] = parsed.resolved_metric, parsed.resolved_mode
+    arms = [
+        {"label": a.label, "optimizer": a.optimizer, "baseline": a.baseline} for a in parsed.arms
+    ]
+    return resolved, arms
+
+
+def extend_study(
+    db: Database, *, caller: Caller, study_id: int, seeds: list[int], arms: list[dict[str, Any]]
+) -> StudyPublic:
+    """Queues a completed study again with more seeds and/or arms. Everything that already ran
+    is reused; the new seeds re-run each arm's chosen config, a new arm gets its own search;
+    the verdict is recomputed over all of it (the answer to a power warning)."""
+    from memtune.studies.spec import SpecError, parse_spec
+
+    if not seeds and not arms:
+        raise InvalidSpec("seeds", "give more seeds or arms to extend the study with")
+    with db.session() as session:
+        repository = Repository(session)
+        study = repository.find_study(study_id, caller.owner_id)
+        if study.status != StudyStatus.COMPLETED:
+            raise Conflict(f"study {study_id} is {study.status}: only a completed study extends")
+        spec = {k: v for k, v in study.spec.items() if k not in ("metric", "mode")}
+        spec["metric"], spec["mode"] = study.spec.get("metric"), study.spec.get("mode")
+        spec["seeds"] = [*(spec.get("seeds") or []), *seeds]
+        spec["arms"] = [*(spec.get("arms") or []), *arms]
+        try:
+            parsed = parse_spec(spec)
+        except SpecError as error:
+            raise InvalidSpec(error.field, error.message) from None
+        resolved, arm_rows = _queueable(parsed)
+        repository.reopen_study(
+            study,
+            spec=resolved,
+            arms=arm_rows,
+            total_trials=parsed.total_trials,
+            warnings=parsed.warnings,
         )
         return _study_public(repository, study)
 
@@ -293,7 +338,7 @@ def list_optimizers() -> list[OptimizerPublic]:
             name=spec.name,
             summary=spec.summary,
             defaults=dict(spec.defaults),
-            search_space=[{"kind": type(p).__name__, **vars(p)} for p in spec.search_space],
+            search_space=[{"kind": type(p).__name__, **vars(p)} for p in spec.space()],
             reduces_to=spec.reduces_to.baseline if spec.reduces_to else None,
             passes_per_step=spec.passes_per_step,
             needs_closure=spec.needs_closure,
@@ -315,6 +360,8 @@ def list_tasks() -> list[TaskPublic]:
             mode=task.mode,
             metrics=list(task.metrics),
             directions=dict(task.metrics),
+            reports=task.test_metric(task.metric) or task.metric,
+            data=task.data,
             options=task.options.model_json_schema(),
         )
         for task in TASKS

@@ -73,6 +73,7 @@ class StoreSink(ResultsSink):
             "config": record.config,
             "state": record.state,
             "attempt": record.attempt,
+            "repeat": record.repeat,
             "epochs_done": len(record.epochs),
             "best_metric": record.best(self.metric, self.mode),
             "final_metric": record.final(self.metric, self.mode) if ended else None,
@@ -135,14 +136,48 @@ class StudyWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def claim(self) -> tuple[int, dict[str, Any], int] | None:
+        """The next study to run. A study that holds a verdict is being extended: its
+        finished searches and seed runs are kept. Otherwise a study claimed again (its worker
+        vanished) starts over."""
         with self.db.session() as session:
             repository = Repository(session)
             study = repository.claim_study(self.worker_id, self.settings.lease_s)
             if study is None:
                 return None
-            if study.attempt > 1:  # its previous worker vanished: start over
+            if study.verdict is None and study.attempt > 1:
                 repository.forget_trials(study.id)
             return study.id, dict(study.spec), study.attempt
+
+    def _previous(self, study_id: int, spec: Any) -> list[TrialRecord]:
+        """The trials an extension reuses, read back from the store; the others are deleted
+        (they run again)."""
+        from memtune.workers.runner import StudyRunner
+
+        with self.db.session() as session:
+            repository = Repository(session)
+            if repository.find_study(study_id, None).verdict is None:
+                return []
+            trials = repository.trials_of(study_id)
+            history = repository.metrics_of([t.id for t in trials])
+            names = spec.task_spec.evaluated
+            records = [
+                TrialRecord(
+                    trial_id=t.tune_trial_id,
+                    arm=t.arm,
+                    phase=t.phase,
+                    seed=t.seed,
+                    config=dict(t.config),
+                    state=t.state,
+                    epochs=[EpochResult.from_dict(m.values, names) for m in history[t.id]],
+                    error=t.error,
+                    attempt=t.attempt,
+                    repeat=t.repeat,
+                )
+                for t in trials
+            ]
+            kept = StudyRunner.reusable(spec, records)
+            repository.forget_trials(study_id, keep=frozenset(r.trial_id for r in kept))
+            return kept
 
     def run_one(self, study_id: int, spec_data: dict[str, Any], attempt: int) -> None:
         from memtune.studies.spec import parse_spec
@@ -166,6 +201,7 @@ class StudyWorker:
                 sink,
                 optuna_storage=self._optuna_storage(),
                 study_key=f"memtune-{study_id}-{attempt}",
+                previous=self._previous(study_id, spec),
             ).run()
         except StudyCancelled:
             log.info("study %s cancelled", study_id)

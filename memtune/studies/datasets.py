@@ -18,7 +18,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from memtune.studies.tasks import SPLIT_SEED
+
 FASHION_MNIST_ENV = "MEMTUNE_FASHION_MNIST_DIR"
+FASHION_MNIST_VALIDATION = 10_000  # taken from the 60,000 training images
 FASHION_MNIST_DEFAULT = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -28,27 +31,29 @@ class DatasetMissingError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Split:
-    """Train and validation tensors of a supervised task."""
+    """Train, validation and test tensors of a supervised task. The search selects on
+    validation; only the seed re-runs ever evaluate test."""
 
     train_x: Tensor
     train_y: Tensor
     val_x: Tensor
     val_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
 
 
-def _fixed_split(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2) -> Split:
-    """Standardized features and a split that depends on nothing but the data (seed 0)."""
-    order = np.random.RandomState(0).permutation(len(x))
-    n_val = round(len(x) * val_fraction)
-    val, train = order[:n_val], order[n_val:]
+def _fixed_split(
+    x: np.ndarray, y: np.ndarray, *, held_out: float = 0.2, split_seed: int = SPLIT_SEED
+) -> Split:
+    """Standardized features (train statistics) and a train / val / test split of
+    1 - 2h / h / h that depends on nothing but the data and the split seed."""
+    order = np.random.RandomState(split_seed).permutation(len(x))
+    n = round(len(x) * held_out)
+    test, val, train = order[:n], order[n : 2 * n], order[2 * n :]
     mean, std = x[train].mean(0), x[train].std(0) + 1e-8
     x = ((x - mean) / std).astype(np.float32)
-    return Split(
-        torch.from_numpy(x[train]),
-        torch.from_numpy(y[train]),
-        torch.from_numpy(x[val]),
-        torch.from_numpy(y[val]),
-    )
+    parts = [torch.from_numpy(a) for index in (train, val, test) for a in (x[index], y[index])]
+    return Split(*parts)
 
 
 @functools.cache
@@ -96,7 +101,8 @@ def _find(directory: Path, stem: str) -> Path:
 
 @functools.cache
 def fashion_mnist() -> Split:
-    """60,000 training and 10,000 test images (the test set is the validation split), in [0, 1]."""
+    """50,000 training and 10,000 validation images from the official training set (split
+    seed fixed), and the official 10,000 t10k images as the test split; pixels in [0, 1]."""
     directory = fashion_mnist_dir()
     arrays = {
         stem: read_idx(_find(directory, stem))
@@ -114,9 +120,17 @@ def fashion_mnist() -> Split:
     def labels(a: np.ndarray) -> Tensor:
         return torch.from_numpy(a.astype(np.int64))
 
+    train_images, train_labels = (
+        arrays["train-images-idx3-ubyte"],
+        arrays["train-labels-idx1-ubyte"],
+    )
+    order = np.random.RandomState(SPLIT_SEED).permutation(len(train_images))
+    val, train = order[:FASHION_MNIST_VALIDATION], order[FASHION_MNIST_VALIDATION:]
     return Split(
-        images(arrays["train-images-idx3-ubyte"]),
-        labels(arrays["train-labels-idx1-ubyte"]),
+        images(train_images[train]),
+        labels(train_labels[train]),
+        images(train_images[val]),
+        labels(train_labels[val]),
         images(arrays["t10k-images-idx3-ubyte"]),
         labels(arrays["t10k-labels-idx1-ubyte"]),
     )

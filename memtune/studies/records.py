@@ -27,6 +27,7 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "best_value",
+    "search_key",
     "worst_value",
 ]
 
@@ -63,6 +64,10 @@ class Phase(StrEnum):
     SEED = "seed"  # a re-run of the arm's best config on one of the study's seeds
 
 
+def search_key(arm: str, repeat: int) -> str:
+    return arm if repeat == 0 else f"{arm}#{repeat}"
+
+
 def best_value(values: Iterable[float | None], mode: Mode) -> float | None:
     """The best finite value (lowest for ``min``), or None: the one "best so far" of memtune."""
     finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
@@ -94,6 +99,12 @@ class TrialPlan:
     threads: int = 1
     gpu: float = 0.0
     hparams: Mapping[str, Any] = field(default_factory=dict)  # a seed re-run's chosen config
+    repeat: int = 0  # which repetition of the arm's search (budget.repeats)
+
+    @property
+    def search_key(self) -> str:
+        """The arm's search this trial belongs to: one per arm and repeat."""
+        return search_key(self.arm, self.repeat)
 
     def hyperparameters(self, sampled: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The optimizer's arguments: pinned, then chosen (seed runs), then sampled (search)."""
@@ -105,6 +116,8 @@ COST_FIELDS = (
     "epoch_time_s",
     "mean_step_time_s",
     "training_time_s",
+    "steps",
+    "gradient_evaluations",
     "optimizer_state_bytes",
     "peak_memory_mb",
     "mean_beta",
@@ -120,11 +133,15 @@ class EpochResult:
     metrics: dict[str, float]  # the task's metrics (empty when it diverged before evaluating)
     diverged: bool
     epoch_time_s: float
-    mean_step_time_s: float
+    mean_step_time_s: float  # optimizer.step() alone: no forward or backward, SAM's included
     training_time_s: float  # cumulative, this epoch included
     optimizer_state_bytes: int
-    peak_memory_mb: float
+    peak_memory_mb: float  # the process's peak since this trial started
     mean_beta: float | None = None  # adaptive-memory optimizers only
+    steps: int = 0  # optimizer steps, cumulative
+    gradient_evaluations: int = 0  # forward + backward passes, cumulative (SAM: 2 per step)
+    optimizer_impl: str | None = None  # "fused", "foreach" or "forloop": the path that ran
+    device: str | None = None  # where it ran ("cpu", or the GPU's name)
 
     def value(self, name: str) -> float | None:
         """A metric by name (``train_loss`` included); None if this epoch has none of it."""
@@ -138,6 +155,7 @@ class EpochResult:
         flat: dict[str, Any] = {"epoch": self.epoch, "train_loss": self.train_loss}
         flat["diverged"] = self.diverged
         flat.update(self.costs())
+        flat.update(optimizer_impl=self.optimizer_impl, device=self.device)
         flat.update(self.metrics)
         return flat
 
@@ -164,6 +182,7 @@ class TrialRecord:
     epochs: list[EpochResult] = field(default_factory=list)
     error: str | None = None
     attempt: int = 1  # 2 after one failure and a restart from the checkpoint
+    repeat: int = 0
 
     def final(self, metric: str, mode: Mode) -> float:
         """The last epoch's value; the worst value if the trial diverged or has no epoch."""
@@ -198,6 +217,7 @@ class TrialRecord:
             "config": self.config,
             "state": str(self.state),
             "attempt": self.attempt,
+            "repeat": self.repeat,
             "error": self.error,
             "epochs": [e.as_dict() for e in self.epochs],
         }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +27,9 @@ from memtune.studies.tasks import (
     SharpFlatOptions,
 )
 
-__all__ = ["CharLMRun", "FunctionRun", "SupervisedRun", "TaskRun"]
+__all__ = ["CharLMRun", "FunctionRun", "Split", "SupervisedRun", "TaskRun"]
+
+Split = Literal["val", "test"]
 
 
 class TaskRun:
@@ -41,7 +43,9 @@ class TaskRun:
     def loss(self, batch: Any) -> Tensor:
         raise NotImplementedError
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, split: Split = "val") -> dict[str, float]:
+        """The task's metrics on ``split``, keyed ``val_*`` or ``test_*``. Tasks without
+        held-out data (the test functions) report their objective whatever the split."""
         raise NotImplementedError
 
 
@@ -68,6 +72,7 @@ class SupervisedRun(TaskRun):
         binary: bool = False,
         train_size: int | None = None,
         val_size: int | None = None,
+        test_size: int | None = None,
     ) -> None:
         self.model = model.to(device)
         self.seed, self.batch_size, self.binary = seed, batch_size, binary
@@ -75,10 +80,10 @@ class SupervisedRun(TaskRun):
             split.train_x[:train_size].to(device),
             split.train_y[:train_size].to(device),
         )
-        self.val_x, self.val_y = (
-            split.val_x[:val_size].to(device),
-            split.val_y[:val_size].to(device),
-        )
+        self.held_out = {
+            "val": (split.val_x[:val_size].to(device), split.val_y[:val_size].to(device)),
+            "test": (split.test_x[:test_size].to(device), split.test_y[:test_size].to(device)),
+        }
 
     def batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         order = torch.randperm(len(self.train_x), generator=_epoch_generator(self.seed, epoch))
@@ -97,17 +102,18 @@ class SupervisedRun(TaskRun):
         return self._loss(self.model(inputs), targets)
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, split: Split = "val") -> dict[str, float]:
+        x, y = self.held_out[split]
         self.model.eval()
         total_loss, correct = 0.0, 0
-        for start in range(0, len(self.val_x), 1024):
-            inputs, targets = self.val_x[start : start + 1024], self.val_y[start : start + 1024]
+        for start in range(0, len(x), 1024):
+            inputs, targets = x[start : start + 1024], y[start : start + 1024]
             logits = self.model(inputs)
             total_loss += float(self._loss(logits, targets)) * len(inputs)
             predicted = (logits.squeeze(-1) > 0).float() if self.binary else logits.argmax(-1)
             correct += int((predicted == targets).sum())
         self.model.train()
-        return {"val_loss": total_loss / len(self.val_x), "val_accuracy": correct / len(self.val_x)}
+        return {f"{split}_loss": total_loss / len(x), f"{split}_accuracy": correct / len(x)}
 
 
 def _seeded(seed: int, make: Callable[[], nn.Module]) -> nn.Module:
@@ -161,6 +167,7 @@ def fashion_mlp(options: FashionOptions, seed: int, device: torch.device) -> Tas
         device=device,
         train_size=options.train_size,
         val_size=options.val_size,
+        test_size=options.test_size,
     )
 
 
@@ -187,6 +194,7 @@ def fashion_cnn(options: FashionOptions, seed: int, device: torch.device) -> Tas
         device=device,
         train_size=options.train_size,
         val_size=options.val_size,
+        test_size=options.test_size,
     )
 
 
@@ -211,10 +219,13 @@ class CharLMRun(TaskRun):
 
     def __init__(self, options: CharLMOptions, seed: int, device: torch.device) -> None:
         ids, alphabet = datasets.english_text()
-        n_val = min(options.val_chars, len(ids) // 10)
-        train_end = len(ids) - n_val
+        n_held = min(options.val_chars, len(ids) // 10)  # validation, then as much test
+        train_end = len(ids) - 2 * n_held
         self.train_ids = ids[: min(train_end, options.train_chars or train_end)].to(device)
-        self.val_ids = ids[train_end:].to(device)
+        self.held_out = {
+            "val": ids[train_end : train_end + n_held].to(device),
+            "test": ids[train_end + n_held :].to(device),
+        }
         self.options, self.seed = options, seed
         self.model = _seeded(
             seed, lambda: _CharLSTM(len(alphabet), options.embed, options.hidden)
@@ -243,12 +254,12 @@ class CharLMRun(TaskRun):
         )
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        ids, length = self._windows(self.val_ids), self.options.seq_len
+    def evaluate(self, split: Split = "val") -> dict[str, float]:
+        ids, length = self._windows(self.held_out[split]), self.options.seq_len
         n = (len(ids) - 1) // length
         inputs, targets = ids[:-1].reshape(n, length), ids[1:].reshape(n, length)
         loss = float(self.loss((inputs, targets)))
-        return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50.0))}
+        return {f"{split}_loss": loss, f"{split}_perplexity": math.exp(min(loss, 50.0))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +308,7 @@ class FunctionRun(TaskRun):
         return value
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, split: Split = "val") -> dict[str, float]:
         point = self.model.point.detach()
         return {"value": float(self.function(point).sum()), **self.metrics(point.cpu())}
 

@@ -1,7 +1,8 @@
 """What a study is: a validated spec, loadable from YAML or JSON.
 
 A study compares arms (optimizers) on one task: each arm gets the same search budget, the best
-config of each arm is re-run on the same seeds, and only those re-runs feed the verdict.
+config of each arm is re-run on the same seeds (never a seed the search trained with), and only
+those re-runs feed the verdict.
 Validation errors name the field (pydantic's ``loc``) and the reason, and list the known
 names when an optimizer or a task is unknown.
 """
@@ -26,6 +27,7 @@ from memtune.optimizers import (
     OptimizerSpec,
     UnknownNameError,
 )
+from memtune.studies import stats
 from memtune.studies.tasks import TASKS, TaskSpec
 
 __all__ = [
@@ -98,7 +100,13 @@ class ArmSpec(_Model):
     @model_validator(mode="after")
     def _check_space_and_fixed(self) -> ArmSpec:
         spec = OPTIMIZERS.get(self.optimizer)
-        searchable = {p.name: p for p in spec.search_space}
+        try:  # names and ranges, without torch; the worker builds the optimizer itself
+            spec.check(self.fixed)
+        except ArgumentError as error:
+            raise ValueError(f"fixed.{error.argument}: {error.message}") from None
+        except ValueError as error:  # an unknown base optimizer of SAM
+            raise ValueError(f"fixed.base: {error}") from None
+        searchable = {p.name: p for p in spec.space(self.fixed)}
         for name, override in self.space.items():
             if name not in searchable:
                 raise ValueError(
@@ -108,12 +116,6 @@ class ArmSpec(_Model):
                 override.apply(searchable[name])
             except ValueError as error:
                 raise ValueError(f"space.{name}: {error}") from None
-        try:  # names and ranges, without torch; the worker builds the optimizer itself
-            spec.check(self.fixed)
-        except ArgumentError as error:
-            raise ValueError(f"fixed.{error.argument}: {error.message}") from None
-        except ValueError as error:  # an unknown base optimizer of SAM
-            raise ValueError(f"fixed.base: {error}") from None
         return self
 
     @property
@@ -124,9 +126,14 @@ class ArmSpec(_Model):
     def optimizer_spec(self) -> OptimizerSpec:
         return OPTIMIZERS.get(self.optimizer)
 
-    def search_space(self) -> list[FloatParam | IntParam | CategoricalParam]:
-        params = {p.name: p for p in self.optimizer_spec.search_space}
-        return [override.apply(params[name]) for name, override in self.space.items()]
+    def searched(self) -> list[FloatParam | IntParam | CategoricalParam]:
+        """What this arm's search samples: the registry's ranges at the optimizer's own scale
+        (SAM: its base's lr range), narrowed by ``space``, without what ``fixed`` pins."""
+        return [
+            self.space[p.name].apply(p) if p.name in self.space else p
+            for p in self.optimizer_spec.space(self.fixed)
+            if p.name not in self.fixed
+        ]
 
 
 class Budget(_Model):
@@ -136,6 +143,18 @@ class Budget(_Model):
     epochs: int = Field(5, ge=1, le=100_000)
     time_limit_s: float | None = Field(
         None, gt=0, description="wall-clock limit of the whole study"
+    )
+    equalize: Literal["epochs", "gradient_evaluations"] = Field(
+        "epochs",
+        description="equal epochs for every arm, or equal gradient evaluations: an arm with "
+        "k passes per step (SAM: 2) then trains epochs // k epochs",
+    )
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="repeat each arm's whole search with this many search seeds (AlgoPerf's "
+        "practice); the verdict reports the median over repeats and their spread",
     )
 
 
@@ -150,15 +169,26 @@ class StudySpec(_Model):
     task_options: dict[str, Any] = Field(default_factory=dict)
     arms: list[ArmSpec] = Field(min_length=1, max_length=32)
     budget: Budget = Field(default_factory=Budget)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=1000)
-    metric: str | None = Field(None, description="defaults to the task's metric")
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        max_length=1000,
+        description="seeds of the re-runs of each arm's best config; never a search seed. "
+        "Default: the fewest that can reach p < 0.05 after Holm over the spec's comparisons "
+        "(6 for one comparison, 7 for two or three, 8 for four or five), counting up from the last search seed",
+    )
+    metric: str | None = Field(
+        None, description="the validation metric the search selects on (default: the task's)"
+    )
     mode: Literal["min", "max"] | None = Field(None, description="defaults to the task's mode")
     target: float | None = Field(None, description="metric value for time-to-target")
     scheduler: Literal["fifo", "asha"] = "fifo"
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(None, ge=1)
     search_seed: int = Field(
-        0, description="seed of the Optuna samplers and of the searched trials"
+        0,
+        ge=0,
+        description="seed of the Optuna samplers and of the searched trials (repeat r: +r)",
     )
     smoke: bool = Field(False, description="use the task's smoke size (tests, demos)")
 
@@ -170,8 +200,8 @@ class StudySpec(_Model):
 
     @field_validator("seeds")
     @classmethod
-    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds):
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
             raise ValueError("seeds must be distinct")
         return seeds
 
@@ -196,8 +226,58 @@ class StudySpec(_Model):
         if self.metric is not None and self.metric not in task.reported:
             raise ValueError(
                 f"metric: {self.task} reports {', '.join(task.reported)}, not {self.metric!r}"
+                " (configs are selected on validation metrics; the test split is reported only)"
+            )
+        if self.seeds is None:
+            first = max(self.search_seeds) + 1
+            self.seeds = list(range(first, first + stats.seeds_for_power(self.comparisons)))
+        shared = sorted(set(self.seeds) & set(self.search_seeds))
+        if shared:
+            raise ValueError(
+                f"seeds: {', '.join(map(str, shared))} also seed the search (search_seed "
+                f"{self.search_seed}, {self.budget.repeats} repeat(s)); re-runs must use seeds "
+                "the search never saw"
             )
         return self
+
+    @property
+    def search_seeds(self) -> list[int]:
+        return [self.search_seed + r for r in range(self.budget.repeats)]
+
+    @property
+    def comparisons(self) -> int:
+        """How many arms are compared with the baseline (the size of Holm's family)."""
+        return len(self.arms) - 1 if self.baseline_arm else 0
+
+    @property
+    def headline_metric(self) -> str:
+        """What the verdict reports: the test-split twin of the selection metric when the task
+        has held-out data, else the selection metric itself."""
+        return self.task_spec.test_metric(self.resolved_metric) or self.resolved_metric
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the spec lets through but the user should know before running it."""
+        notes = []
+        n, k = len(self.seeds or ()), self.comparisons
+        if k and stats.min_attainable_p(n, k) >= stats.ALPHA:
+            notes.append(
+                f"seeds: with {n} seeds and {k} comparison(s) the smallest Holm-adjusted p is "
+                f"{stats.min_attainable_p(n, k):.3g}, so no arm can be called better or worse "
+                f"(p < {stats.ALPHA}); use at least {stats.seeds_for_power(k)} seeds"
+            )
+        if not self.task_spec.held_out:
+            notes.append(
+                f"task: {self.task} has no held-out data; the verdict reports "
+                f"{self.resolved_metric} of the seed re-runs"
+            )
+        return notes
+
+    def arm_epochs(self, arm: ArmSpec) -> int:
+        """Epochs of this arm's trials: the budget's, or fewer at equal gradient evaluations."""
+        if self.budget.equalize == "epochs":
+            return self.budget.epochs
+        return max(1, self.budget.epochs // arm.optimizer_spec.passes_per_step)
 
     @property
     def task_spec(self) -> TaskSpec:
@@ -218,7 +298,8 @@ class StudySpec(_Model):
 
     @property
     def total_trials(self) -> int:
-        return len(self.arms) * (self.budget.trials_per_arm + len(self.seeds))
+        per_repeat = self.budget.trials_per_arm + len(self.seeds or ())
+        return len(self.arms) * self.budget.repeats * per_repeat
 
 
 def _format_errors(error: ValidationError) -> str:

@@ -35,8 +35,10 @@ class TaskSpec:
     options: type[BaseModel]
     builder: str  # "module:function" building a TaskRun from (options, seed, device)
     metric: str  # the default metric of a study
-    metrics: Mapping[str, Direction]  # everything evaluate() returns, and which way is better
+    metrics: Mapping[str, Direction]  # everything evaluate("val") returns, and which way
+    data: str  # where the data comes from and how it is split (memtune list tasks shows it)
     smoke: Mapping[str, Any] = field(default_factory=dict)
+    binary: frozenset[str] = frozenset()  # metrics that are 0 or 1 per run (escaped or not)
 
     @property
     def mode(self) -> Direction:
@@ -47,9 +49,30 @@ class TaskSpec:
         """Every metric a study of this task may name: the task's and the training loss."""
         return (*self.metrics, TRAIN_LOSS)
 
+    @property
+    def evaluated(self) -> tuple[str, ...]:
+        """Every metric a run may report: validation, and the test twins of seed re-runs."""
+        twins = (t for m in self.metrics if (t := self.test_metric(m)))
+        return (*self.metrics, *twins)
+
+    @property
+    def held_out(self) -> bool:
+        """True when the task has a test split besides its validation split."""
+        return any(m.startswith("val_") for m in self.metrics)
+
+    def test_metric(self, metric: str) -> str | None:
+        """The test-split twin of a validation metric (``val_accuracy`` -> ``test_accuracy``);
+        None for a task without held-out data or a metric that is not a validation one."""
+        return "test_" + metric.removeprefix("val_") if metric.startswith("val_") else None
+
     def direction(self, metric: str) -> Direction:
-        """Whether ``metric`` is better low or high, as this entry declares it."""
-        return "min" if metric == TRAIN_LOSS else self.metrics[metric]
+        """Whether ``metric`` is better low or high, as this entry declares it (a test metric
+        goes the way of its validation twin)."""
+        if metric == TRAIN_LOSS:
+            return "min"
+        if metric.startswith("test_"):
+            metric = "val_" + metric.removeprefix("test_")
+        return self.metrics[metric]
 
     def parse_options(
         self, options: Mapping[str, Any] | None = None, *, smoke: bool = False
@@ -74,6 +97,11 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# How every task with data is split: one permutation by a fixed split seed, so a study's
+# validation and test sets never change between trials, seeds or runs of memtune.
+SPLIT_SEED = 0
+
+
 class LogregOptions(Options):
     batch_size: int = Field(32, ge=1)
     train_size: int | None = Field(None, ge=2)
@@ -92,6 +120,7 @@ class FashionOptions(Options):
     )
     train_size: int | None = Field(None, ge=2)
     val_size: int | None = Field(None, ge=1)
+    test_size: int | None = Field(None, ge=1)
 
 
 class CharLMOptions(Options):
@@ -102,7 +131,9 @@ class CharLMOptions(Options):
     train_chars: int | None = Field(
         None, ge=1000, description="characters of training text (default: 90%)"
     )
-    val_chars: int = Field(20_000, ge=100)
+    val_chars: int = Field(
+        20_000, ge=100, description="characters of validation text, and of test text"
+    )
 
 
 class QuadraticOptions(Options):
@@ -127,6 +158,11 @@ TASKS: Registry[TaskSpec] = Registry("task")
 _CLASSIFICATION: Mapping[str, Direction] = {"val_loss": "min", "val_accuracy": "max"}
 _FUNCTION: Mapping[str, Direction] = {"value": "min", "distance": "min"}
 _RUNS = "memtune.studies.runs"
+_NO_DATA = "no data: a function of the parameters, so no held-out split (reports the objective)"
+_FASHION = (
+    f"60,000 training images: train 50,000 / val 10,000 (split seed {SPLIT_SEED}); "
+    "the official 10,000 t10k images are the test split"
+)
 
 
 def _task(name: str, summary: str, options: type[BaseModel], **rest: Any) -> None:
@@ -138,42 +174,46 @@ def _task(name: str, summary: str, options: type[BaseModel], **rest: Any) -> Non
 
 _task(
     "quadratic", "ill-conditioned convex quadratic, full batch", QuadraticOptions,
-    metric="value", metrics=_FUNCTION, smoke={"dim": 20, "steps_per_epoch": 20},
+    metric="value", metrics=_FUNCTION, smoke={"dim": 20, "steps_per_epoch": 20}, data=_NO_DATA,
 )  # fmt: skip
 _task(
     "logreg", "logistic regression on sklearn's breast-cancer data", LogregOptions,
     metric="val_loss", metrics=_CLASSIFICATION, smoke={"batch_size": 64},
+    data=f"569 samples: train 60% / val 20% / test 20% (split seed {SPLIT_SEED})",
 )  # fmt: skip
 _task(
     "digits_mlp", "MLP on sklearn's 8x8 digits: the demo task", DigitsOptions,
     metric="val_accuracy", metrics=_CLASSIFICATION, smoke={"train_size": 512, "width": 32},
+    data=f"1,797 images: train 60% / val 20% / test 20% (split seed {SPLIT_SEED})",
 )  # fmt: skip
 _task(
     "fashion_mlp", "MLP on Fashion-MNIST", FashionOptions,
     metric="val_accuracy", metrics=_CLASSIFICATION,
-    smoke={"train_size": 1024, "val_size": 512, "width": 64},
+    smoke={"train_size": 1024, "val_size": 512, "test_size": 512, "width": 64}, data=_FASHION,
 )  # fmt: skip
 _task(
     "fashion_cnn", "small CNN on Fashion-MNIST", FashionOptions,
     metric="val_accuracy", metrics=_CLASSIFICATION,
-    smoke={"train_size": 512, "val_size": 256, "width": 4},
+    smoke={"train_size": 512, "val_size": 256, "test_size": 256, "width": 4}, data=_FASHION,
 )  # fmt: skip
 _task(
     "char_lm", "character-level LSTM language model on the stdlib's pydoc text", CharLMOptions,
     builder="CharLMRun", metric="val_perplexity", metrics={"val_loss": "min", "val_perplexity": "min"},
     smoke={"train_chars": 8192, "val_chars": 2048, "hidden": 32, "embed": 16},
+    data="~465k characters in order: train, then val_chars of validation, then val_chars of test",
 )  # fmt: skip
 _task(
     "goldstein_price", "Goldstein-Price from a random start in [-2, 2]^2", LandscapeOptions,
-    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20},
+    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20}, data=_NO_DATA,
 )  # fmt: skip
 _task(
     "ackley", "2-D Ackley from a random start in [-3, 3]^2", LandscapeOptions,
-    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20},
+    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20}, data=_NO_DATA,
 )  # fmt: skip
 _task(
     "sharp_flat", "1-D sharp well at 0 and flat well at 3; does the optimizer escape?", SharpFlatOptions,
     metric="escaped", metrics={"value": "min", "escaped": "max"}, smoke={"steps_per_epoch": 20},
+    binary=frozenset({"escaped"}), data=_NO_DATA,
 )  # fmt: skip
 
 

@@ -39,6 +39,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if args.smoke:
         spec = spec.model_copy(update={"smoke": True})
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     sink = JsonFileSink(args.json) if args.json else ResultsSink()
     bar = tqdm(
         total=spec.total_trials,
@@ -85,19 +87,29 @@ def _list(args: argparse.Namespace) -> int:
     if args.what == "optimizers":
         from memtune.optimizers import OPTIMIZERS
 
-        rows = [(s.name, s.summary, ", ".join(p.name for p in s.search_space)) for s in OPTIMIZERS]
+        rows = [(s.name, s.summary, ", ".join(p.name for p in s.space())) for s in OPTIMIZERS]
         header = ("name", "what", "searched")
     else:
         from memtune.studies.tasks import TASKS
 
-        rows = [(t.name, t.summary, f"{t.metric} ({t.mode})") for t in TASKS]
-        header = ("name", "what", "default metric")
+        rows = [
+            (
+                t.name,
+                t.summary,
+                f"selects on {t.metric} ({t.mode}), reports {t.test_metric(t.metric) or t.metric}",
+                t.data,
+            )
+            for t in TASKS
+        ]
+        header = ("name", "what", "metrics", "data")
     if args.json:
         print(json.dumps([dict(zip(header, row, strict=True)) for row in rows], indent=1))
         return 0
     width = max(len(row[0]) for row in rows)
-    for row in rows:
-        print(f"{row[0]:{width}s}  {row[1]}  [{row[2]}]")
+    for name, *rest in rows:
+        print(f"{name:{width}s}  {rest[0]}  [{rest[1]}]")
+        for extra in rest[2:]:
+            print(f"{'':{width}s}  {extra}")
     return 0
 
 

@@ -14,7 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from memtune.optimizers import get_optimizer
 from memtune.studies.records import (
     EpochResult,
     Phase,
@@ -33,6 +32,7 @@ from memtune.studies.records import (
     TrialRecord,
     TrialState,
     best_value,
+    search_key,
 )
 from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
@@ -98,6 +98,7 @@ class _Recorder(_DriverOnly, tune.Callback):
             phase=plan.phase,
             seed=plan.seed,
             config=hyperparameters_of(trial.config),
+            repeat=plan.repeat,
         )
         self.runner.records[trial.trial_id] = record
         self.runner.sink.trial_started(record)
@@ -106,7 +107,7 @@ class _Recorder(_DriverOnly, tune.Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         record = self._record(trial)
-        epoch = EpochResult.from_dict(result, self.runner.spec.task_spec.metrics)
+        epoch = EpochResult.from_dict(result, self.runner.spec.task_spec.evaluated)
         # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
         record.epochs = [e for e in record.epochs if e.epoch < epoch.epoch] + [epoch]
         if epoch.diverged:
@@ -122,8 +123,7 @@ class _Recorder(_DriverOnly, tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
         if record.state != TrialState.DIVERGED:
-            planned = self.runner.spec.budget.epochs
-            ran_all = len(record.epochs) >= planned
+            ran_all = len(record.epochs) >= trial.config["run"].epochs
             record.state = TrialState.COMPLETED if ran_all else TrialState.STOPPED
         self._finish(record)
 
@@ -152,13 +152,12 @@ def _error_text(trial: Any) -> str:
 class _ArmSpace:
     """An arm's define-by-run search space. A class, not a closure: Tune pickles the searcher."""
 
-    optimizer: str
-    fixed: dict[str, Any]
-    overrides: list[Any]
+    searched: list[Any]  # FloatParam | IntParam | CategoricalParam: only samples, no work
     plan: TrialPlan
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        get_optimizer(self.optimizer).sample(trial, fixed=self.fixed, space=self.overrides)
+        for param in self.searched:
+            param.sample(trial)
         return {"run": self.plan}
 
 
@@ -179,6 +178,7 @@ class StudyRunner:
         study_key: str | None = None,
         max_failures: int = 2,
         trainable: Callable[[dict[str, Any]], None] = train_trial,
+        previous: Iterable[TrialRecord] = (),
     ) -> None:
         self.spec = spec
         self.sink = sink or ResultsSink()
@@ -187,7 +187,10 @@ class StudyRunner:
         self.study_key = study_key or f"{spec.name}-{int(time.time())}"
         self.max_failures = max_failures
         self.trainable = trainable
-        self.records: dict[str, TrialRecord] = {}
+        # A study being extended: what already ran is kept (see reusable) and not run again.
+        self.records: dict[str, TrialRecord] = {
+            r.trial_id: r for r in self.reusable(spec, previous)
+        }
         self._stopper = _CancelStopper(self.sink)
 
     # -- what the progress bar reads ----------------------------------------------------------
@@ -205,6 +208,40 @@ class StudyRunner:
             if value is not None:
                 best[record.arm] = value
         return best
+
+    @staticmethod
+    def reusable(spec: StudySpec, previous: Iterable[TrialRecord]) -> list[TrialRecord]:
+        """Of a study's earlier trials, those an extension keeps: every trial of a search
+        that ran its whole budget, and the seed runs of its best config that ended (an errored
+        seed run is run again). Anything else runs anew."""
+        previous = [r for r in previous if r.state.ended]
+        kept = []
+        for arm in spec.arms:
+            for repeat in range(spec.budget.repeats):
+                mine = [r for r in previous if r.arm == arm.label and r.repeat == repeat]
+                search = [r for r in mine if r.phase == Phase.SEARCH]
+                if len(search) < spec.budget.trials_per_arm:
+                    continue
+                seeded = [
+                    r
+                    for r in mine
+                    if r.phase == Phase.SEED
+                    and r.seed in spec.seeds
+                    and r.state in (TrialState.COMPLETED, TrialState.DIVERGED)
+                ]
+                kept += search + seeded
+        return kept
+
+    def _done_searches(self) -> dict[str, dict[str, Any] | None]:
+        """Per search key kept from an earlier run: the config its seed runs trained."""
+        done: dict[str, dict[str, Any] | None] = {}
+        for record in self.records.values():
+            key = search_key(record.arm, record.repeat)
+            if record.phase == Phase.SEED:
+                done[key] = record.config
+            else:
+                done.setdefault(key, None)
+        return done
 
     # -- the study -----------------------------------------------------------------------------
 
@@ -258,7 +295,7 @@ class StudyRunner:
                 "resources.cpu", f"{wanted.cpu} CPUs per trial requested, the cluster has {has:g}"
             )
 
-    def _plan(self, arm: ArmSpec, phase: Phase, seed: int) -> TrialPlan:
+    def _plan(self, arm: ArmSpec, phase: Phase, seed: int, repeat: int) -> TrialPlan:
         spec = self.spec
         return TrialPlan(
             task=spec.task,
@@ -266,7 +303,7 @@ class StudyRunner:
             smoke=spec.smoke,
             optimizer=arm.optimizer,
             fixed=arm.fixed,
-            epochs=spec.budget.epochs,
+            epochs=spec.arm_epochs(arm),
             seed=seed,
             arm=arm.label,
             phase=phase,
@@ -274,39 +311,51 @@ class StudyRunner:
             mode=spec.resolved_mode,
             threads=max(1, int(spec.resources.cpu)),
             gpu=spec.resources.gpu,
+            repeat=repeat,
         )
 
-    def _arm_searcher(self, arm: ArmSpec, index: int) -> OptunaSearch:
+    def _searches(self) -> dict[str, tuple[OptunaSearch, list[TrialPlan], int]]:
+        """Per arm and repeat: its Optuna searcher, the plans of its seed re-runs and the
+        epochs its trials run."""
         spec = self.spec
         trials = spec.budget.trials_per_arm
-        sampler = optuna.samplers.TPESampler(
-            seed=spec.search_seed + index, n_startup_trials=min(10, max(2, trials // 2))
-        )
-        return OptunaSearch(
-            space=_ArmSpace(
-                arm.optimizer,
-                arm.fixed,
-                arm.search_space(),
-                self._plan(arm, Phase.SEARCH, spec.search_seed),
-            ),
-            metric=spec.resolved_metric,
-            mode=spec.resolved_mode,
-            sampler=sampler,
-            storage=self.optuna_storage,
-            study_name=f"{self.study_key}:{arm.label}" if self.optuna_storage else None,
-        )
+        searches = {}
+        for repeat, search_seed in enumerate(spec.search_seeds):
+            for index, arm in enumerate(spec.arms):
+                plan = self._plan(arm, Phase.SEARCH, search_seed, repeat)
+                sampler = optuna.samplers.TPESampler(
+                    seed=1000 * search_seed + index, n_startup_trials=min(10, max(2, trials // 2))
+                )
+                searcher = OptunaSearch(
+                    space=_ArmSpace(arm.searched(), plan),
+                    metric=spec.resolved_metric,
+                    mode=spec.resolved_mode,
+                    sampler=sampler,
+                    storage=self.optuna_storage,
+                    study_name=f"{self.study_key}:{plan.search_key}"
+                    if self.optuna_storage
+                    else None,
+                )
+                ran = {
+                    r.seed
+                    for r in self.records.values()
+                    if r.phase == Phase.SEED and r.arm == arm.label and r.repeat == repeat
+                }
+                seeds = [self._plan(arm, Phase.SEED, s, repeat) for s in spec.seeds if s not in ran]
+                searches[plan.search_key] = (searcher, seeds, plan.epochs)
+        return searches
 
     def _tuner(self, storage: Path) -> tune.Tuner:
         spec = self.spec
+        searches = self._searches()
         searcher = StudySearcher(
-            {arm.label: self._arm_searcher(arm, index) for index, arm in enumerate(spec.arms)},
+            {key: search for key, (search, _, _) in searches.items()},
             budget=spec.budget.trials_per_arm,
-            seed_runs={
-                arm.label: [self._plan(arm, Phase.SEED, s) for s in spec.seeds] for arm in spec.arms
-            },
-            epochs=spec.budget.epochs,
+            seed_runs={key: seeds for key, (_, seeds, _) in searches.items()},
+            epochs={key: epochs for key, (_, _, epochs) in searches.items()},
             metric=spec.resolved_metric,
             mode=spec.resolved_mode,
+            done=self._done_searches(),
         )
         asha = functools.partial(
             ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, grace_period=1

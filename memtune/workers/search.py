@@ -5,9 +5,9 @@ the task set-up (about 7 s here, measured in bench/study_overhead.py). A study t
 runs as a single Tuner whose actors are reused by every trial, and fairness between arms is
 kept by these two wrappers instead of by separate Tuners:
 
-- :class:`StudySearcher` holds one Optuna TPE searcher per arm (``OptunaSearch``), issues
-  each arm exactly its budget of trials, round robin, and once an arm's search is over,
-  issues that arm's seed re-runs of its best config;
+- :class:`StudySearcher` holds one Optuna TPE searcher per arm (and repeat of its search,
+  ``OptunaSearch``), issues each exactly its budget of trials, round robin, and once a search
+  is over, issues the seed re-runs of its best config (ties: the earliest trial);
 - :class:`PerArmScheduler` gives each arm its own ASHA (or none), so a trial is only ever
   stopped by comparison with trials of its own arm; seed re-runs are never stopped.
 """
@@ -33,12 +33,15 @@ class StudySearcher(Searcher):
     """Search trials for every arm (its own searcher, its budget), then its seed re-runs.
 
     Args:
-        searchers: one searcher per arm label, whose suggestions carry ``config["run"]``, a
-            :class:`TrialPlan`.
-        budget: searched trials per arm.
-        seed_runs: per arm, the plans of its seed re-runs; the best hyperparameters become
+        searchers: one searcher per search key (the arm, and its repeat), whose suggestions
+            carry ``config["run"]``, a :class:`TrialPlan`.
+        budget: searched trials per search.
+        seed_runs: per search, the plans of its seed re-runs; the best hyperparameters become
             their ``hparams``. Plain data: Tune pickles the searcher.
-        epochs: a search trial counts for the best config only if it ran every epoch.
+        epochs: per search, the epochs a trial must run to count for the best config.
+        done: searches that already ran (a study being extended): per search key, its best
+            hyperparameters (None: nothing converged); they are not searched again and only
+            their plans in ``seed_runs`` are issued, with that config.
     """
 
     def __init__(
@@ -47,9 +50,10 @@ class StudySearcher(Searcher):
         *,
         budget: int,
         seed_runs: dict[str, list[TrialPlan]],
-        epochs: int,
+        epochs: dict[str, int],
         metric: str,
         mode: str,
+        done: dict[str, dict[str, Any] | None] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.searchers = searchers
@@ -57,14 +61,19 @@ class StudySearcher(Searcher):
         self.seed_runs = seed_runs
         self.issued = dict.fromkeys(searchers, 0)
         self.completed = dict.fromkeys(searchers, 0)
-        self.finished: dict[str, list[tuple[float, dict[str, Any]]]] = {
+        # Per search: (value, the order the trial was issued in, its hyperparameters).
+        self.finished: dict[str, list[tuple[float, int, dict[str, Any]]]] = {
             arm: [] for arm in searchers
         }
+        self.issue_order: dict[str, int] = {}
         self.trial_arm: dict[str, tuple[str, str]] = {}
         self.trial_hyperparameters: dict[str, dict[str, Any]] = {}
         self.seed_queue: list[tuple[str, TrialPlan]] = []
         self.best: dict[str, dict[str, Any] | None] = {}
         self._turn = 0
+        for arm, hyperparameters in (done or {}).items():
+            self.issued[arm] = self.completed[arm] = budget
+            self._queue_seed_runs(arm, hyperparameters)
 
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict, **spec: Any
@@ -86,6 +95,7 @@ class StudySearcher(Searcher):
             if config is None or config == Searcher.FINISHED:
                 continue
             self.issued[arm] += 1
+            self.issue_order[trial_id] = len(self.issue_order)
             self.trial_arm[trial_id] = (arm, Phase.SEARCH)
             self.trial_hyperparameters[trial_id] = hyperparameters_of(config)
             return config
@@ -107,24 +117,30 @@ class StudySearcher(Searcher):
         self.searchers[arm].on_trial_complete(trial_id, result=result, error=error)
         self.completed[arm] += 1
         value = (result or {}).get(self.metric)
-        ran_every_epoch = (result or {}).get("epoch") == self.epochs
+        ran_every_epoch = (result or {}).get("epoch") == self.epochs[arm]
         if (
             not error
             and ran_every_epoch
             and isinstance(value, int | float)
             and math.isfinite(value)
         ):
-            self.finished[arm].append((value, self.trial_hyperparameters[trial_id]))
+            hyperparameters = self.trial_hyperparameters[trial_id]
+            self.finished[arm].append((value, self.issue_order[trial_id], hyperparameters))
         if self.completed[arm] == self.budget:
-            self._queue_seed_runs(arm)
+            self._queue_seed_runs(arm, self._best_of(arm))
 
-    def _queue_seed_runs(self, arm: str) -> None:
+    def _best_of(self, arm: str) -> dict[str, Any] | None:
+        """One best config, chosen once: the best value, of equal values the earliest trial."""
         if not self.finished[arm]:
-            self.best[arm] = None  # nothing converged: no config to re-run
-            return
-        pick = min if self.mode == "min" else max
-        _, hyperparameters = pick(self.finished[arm], key=lambda item: item[0])
+            return None  # nothing converged: no config to re-run
+        sign = 1 if self.mode == "min" else -1
+        _, _, best = min(self.finished[arm], key=lambda item: (sign * item[0], item[1]))
+        return best
+
+    def _queue_seed_runs(self, arm: str, hyperparameters: dict[str, Any] | None) -> None:
         self.best[arm] = hyperparameters
+        if hyperparameters is None:
+            return
         self.seed_queue += [
             (arm, replace(plan, hparams=hyperparameters)) for plan in self.seed_runs[arm]
         ]
@@ -155,7 +171,7 @@ class PerArmScheduler(FIFOScheduler):
         plan: TrialPlan | None = trial.config.get("run")
         if self.make is None or plan is None or plan.phase != Phase.SEARCH:
             return None
-        arm = plan.arm
+        arm = plan.search_key
         if arm not in self.schedulers:
             scheduler = self.make()
             scheduler.set_search_properties(*self._properties)

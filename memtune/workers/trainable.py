@@ -18,7 +18,7 @@ import ray
 import torch
 from ray import tune
 
-from memtune.studies.records import TrialPlan, worst_value
+from memtune.studies.records import Phase, TrialPlan, worst_value
 from memtune.workers.training import TrialTraining
 
 __all__ = ["CHECKPOINT_FILE", "hyperparameters_of", "train_trial"]
@@ -58,7 +58,9 @@ def train_trial(config: dict[str, Any]) -> None:
             )
 
     while training.epoch < plan.epochs:
-        result = training.run_epoch()
+        # Only a seed re-run, and only after its last epoch, ever sees the test split.
+        last = training.epoch + 1 == plan.epochs
+        result = training.run_epoch(test=last and plan.phase == Phase.SEED)
         if result.diverged:
             # A result, not an error: the worst value keeps searchers and schedulers working.
             if plan.metric == "train_loss":

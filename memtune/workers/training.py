@@ -6,6 +6,7 @@ overhead benchmark runs it in a plain loop to compare.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import resource
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from memtune.optimizers import build_optimizer
+from memtune.optimizers import get_optimizer
 from memtune.studies.records import EpochResult
 from memtune.studies.tasks import get_task
 
 __all__ = ["TrialTraining", "seed_everything"]
+
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -38,16 +41,55 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     )
 
 
+def _reset_peak_memory(device: torch.device) -> None:
+    """Starts this trial's peak afresh: an actor reused across trials (and arms) must not
+    report another trial's peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux: writing 5 resets the process's peak resident set (VmHWM)
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        log.debug("cannot reset the peak resident set here; peaks span trials", exc_info=True)
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    # Linux reports the process's peak resident set in KiB (the worker's, across its trials).
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def _implementation(optimizer: torch.optim.Optimizer, device: torch.device) -> str:
+    """Which of torch's paths the optimizer's step takes (SAM: its base's)."""
+    defaults = getattr(optimizer, "base_optimizer", optimizer).defaults
+    if defaults.get("fused"):
+        return "fused"
+    foreach = defaults.get("foreach")
+    return "foreach" if foreach or (foreach is None and device.type == "cuda") else "forloop"
 
 
 class TrialTraining:
     """A task and an optimizer for one trial; ``run_epoch`` trains one epoch and returns its
-    :class:`EpochResult`, with ``diverged=True`` as soon as the loss stops being finite."""
+    :class:`EpochResult`, with ``diverged=True`` as soon as the loss stops being finite.
+
+    Costs are measured on what they name: ``mean_step_time_s`` is ``optimizer.step()`` alone
+    (the forward and backward passes are outside it; SAM's second pass, which runs inside its
+    step through the closure, is subtracted and counted as a gradient evaluation), with CUDA
+    synchronized around it; the peak memory is this trial's. A baseline with torch's fused
+    kernels runs them unless its arm pins ``fused`` or ``foreach``.
+    """
 
     def __init__(
         self,
@@ -61,31 +103,74 @@ class TrialTraining:
         device: str | torch.device = "cpu",
     ) -> None:
         self.device = torch.device(device)
+        _reset_peak_memory(self.device)
         seed_everything(seed)
         self.task = get_task(task).create(task_options, seed, self.device, smoke=smoke)
-        self.optimizer = build_optimizer(optimizer, self.task.model.parameters(), **hyperparameters)
+        spec = get_optimizer(optimizer)
+        hyperparameters = dict(hyperparameters)
+        stepping = (  # whose step runs: SAM's base does SAM's
+            get_optimizer(hyperparameters.get("base", spec.defaults["base"]))
+            if spec.wraps_base
+            else spec
+        )
+        if stepping.supports_fused and not {"fused", "foreach"} & hyperparameters.keys():
+            hyperparameters["fused"] = True  # the fastest path a user of the baseline has
+        self.optimizer = spec.build(self.task.model.parameters(), **hyperparameters)
+        self.needs_closure = spec.needs_closure
+        self.implementation = _implementation(self.optimizer, self.device)
         self.epoch = 0  # epochs done
         self.training_time_s = 0.0
+        self.steps = 0
+        self.gradient_evaluations = 0
 
-    def _closure(self, batch: Any):
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _gradient(self, batch: Any) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.task.loss(batch)
+        loss.backward()
+        self.gradient_evaluations += 1
+        return loss
+
+    def _step(self, batch: Any) -> tuple[torch.Tensor, float]:
+        """One optimizer step on ``batch``: its loss and the seconds spent in step() alone."""
+        if not self.needs_closure:
+            loss = self._gradient(batch)
+            self._synchronize()
+            started = time.perf_counter()
+            self.optimizer.step()
+            self._synchronize()
+            return loss, time.perf_counter() - started
+        inside = 0.0  # seconds of gradient evaluations inside step()
+
         def closure() -> torch.Tensor:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.task.loss(batch)
-            loss.backward()
+            nonlocal inside
+            self._synchronize()
+            started = time.perf_counter()
+            loss = self._gradient(batch)
+            self._synchronize()
+            inside += time.perf_counter() - started
             return loss
 
-        return closure
+        started = time.perf_counter()
+        loss = self.optimizer.step(closure)
+        self._synchronize()
+        return loss, time.perf_counter() - started - inside
 
-    def run_epoch(self) -> EpochResult:
+    def run_epoch(self, *, test: bool = False) -> EpochResult:
+        """Trains one epoch and evaluates on validation; with ``test`` (a seed re-run's last
+        epoch) on the test split too, outside the timed training."""
         start = time.perf_counter()
         losses = []
         beta_sum, beta_count = None, 0
         step_time = 0.0
         diverged = False
         for batch in self.task.batches(self.epoch):
-            step_start = time.perf_counter()
-            loss = self.optimizer.step(self._closure(batch))
-            step_time += time.perf_counter() - step_start
+            loss, seconds = self._step(batch)
+            step_time += seconds
+            self.steps += 1
             losses.append(loss.detach())
             beta = getattr(self.optimizer, "last_beta", None)
             if beta is not None:  # kept on device: summed without a host sync
@@ -98,11 +183,13 @@ class TrialTraining:
         diverged = diverged or not math.isfinite(train_loss)
         metrics: dict[str, float] = {}
         if not diverged:
-            metrics = self.task.evaluate()
+            metrics = self.task.evaluate("val")
             diverged = not all(math.isfinite(v) for v in metrics.values())
         epoch_time = time.perf_counter() - start
         self.epoch += 1
         self.training_time_s += epoch_time
+        if test and not diverged:
+            metrics.update(self.task.evaluate("test"))
         return EpochResult(
             epoch=self.epoch,
             train_loss=train_loss,
@@ -114,6 +201,10 @@ class TrialTraining:
             optimizer_state_bytes=_state_bytes(self.optimizer),
             peak_memory_mb=_peak_memory_mb(self.device),
             mean_beta=float(beta_sum) / beta_count if beta_count else None,
+            steps=self.steps,
+            gradient_evaluations=self.gradient_evaluations,
+            optimizer_impl=self.implementation,
+            device=_device_name(self.device),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -122,6 +213,8 @@ class TrialTraining:
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "training_time_s": self.training_time_s,
+            "steps": self.steps,
+            "gradient_evaluations": self.gradient_evaluations,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -129,3 +222,5 @@ class TrialTraining:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
         self.training_time_s = float(state["training_time_s"])
+        self.steps = int(state.get("steps", 0))
+        self.gradient_evaluations = int(state.get("gradient_evaluations", 0))

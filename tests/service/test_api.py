@@ -27,7 +27,7 @@ SMOKE = {
     "smoke": True,
     "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
     "budget": {"trials_per_arm": 2, "epochs": 2},
-    "seeds": [0, 1],
+    "seeds": [1, 2],
 }
 
 
@@ -81,6 +81,8 @@ def test_open_mode_without_keys_accepts_requests_and_says_so(server):
     study = created.json()
     assert study["status"] == "queued" and study["owner"] == "local" and study["trials_total"] == 8
     assert [a["total"] for a in study["progress"]] == [4, 4]
+    (warning,) = study["warnings"]  # two seeds can never call an arm better: said up front
+    assert warning.startswith("seeds: with 2 seeds") and "at least 6 seeds" in warning
 
 
 @pytest.mark.parametrize(
@@ -89,6 +91,7 @@ def test_open_mode_without_keys_accepts_requests_and_says_so(server):
         ({"arms": [{"optimizer": "adamx"}]}, ["body", "arms", "0", "optimizer"], "known: adam"),
         ({"task": "mnist"}, ["body", "task"], "known: ackley"),
         ({"seeds": []}, ["body", "seeds"], "at least 1"),
+        ({"seeds": [0, 1]}, ["body", "seeds"], "search never saw"),
         (
             {"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]},
             ["body", "arms", "0", "fixed", "lr"],
@@ -248,6 +251,23 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
         )
         exported = client.get(f"/studies/{study['id']}/export", params={"format": "json"}).json()
         assert len(exported["trials"]) == 8 and exported["verdict"]["task"] == "digits_mlp"
+
+        # Answer the power warning: one more seed; only its two re-runs are new.
+        bad = client.post(f"/studies/{study['id']}/extend", json={"seeds": [0]})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "seeds"
+        extended = client.post(f"/studies/{study['id']}/extend", json={"seeds": [3]})
+        assert extended.status_code == 200 and extended.json()["status"] == "queued"
+        again = _wait(client, study["id"], lambda s: s["status"] not in ("queued", "running"))
+        assert again["status"] == "completed", again["error"]
+        trials = client.get(f"/studies/{study['id']}/trials").json()
+        assert trials["count"] == 10
+        verdict = client.get(f"/studies/{study['id']}/verdict").json()
+        assert verdict["comparisons"][0]["pairs"] == 3 and verdict["provenance"]["seeds"] == [
+            1,
+            2,
+            3,
+        ]
+        assert client.post(f"/studies/{study['id']}/extend", json={}).status_code == 422
 
 
 @pytest.mark.slow

@@ -119,5 +119,66 @@ def test_range_override_narrows_the_searched_range():
     spec = parse_spec(
         _spec(arms=[{"optimizer": "am_sgd", "space": {"lr": {"low": 0.1, "high": 0.5}}}])
     )
-    (lr,) = spec.arms[0].search_space()
+    (lr, _) = spec.arms[0].searched()
     assert (lr.low, lr.high, lr.log) == (0.1, 0.5, True)
+
+
+def test_default_seeds_can_reach_significance_and_never_include_the_search_seed():
+    one = parse_spec(_spec())
+    assert one.seeds == [1, 2, 3, 4, 5, 6] and one.search_seeds == [0]
+    three = parse_spec(
+        _spec(arms=[*_spec()["arms"], {"optimizer": "adam"}, {"optimizer": "adamw"}])
+    )
+    assert len(three.seeds) == 7 and not three.warnings
+    repeated = parse_spec(_spec(search_seed=5, budget={"repeats": 3}))
+    assert repeated.search_seeds == [5, 6, 7] and repeated.seeds[0] == 8
+
+
+def test_seeds_shared_with_the_search_are_refused_naming_seeds():
+    with pytest.raises(SpecError) as error:
+        parse_spec(_spec(seeds=[0, 1, 2, 3, 4, 5, 6]))
+    assert error.value.field == "seeds" and "never saw" in error.value.message
+
+
+def test_too_few_seeds_are_accepted_with_a_power_warning():
+    spec = parse_spec(_spec(seeds=[1, 2, 3]))
+    (warning,) = spec.warnings
+    assert warning.startswith("seeds:") and "at least 6 seeds" in warning
+
+
+def test_headline_is_the_test_twin_of_the_selection_metric():
+    assert parse_spec(_spec()).headline_metric == "test_accuracy"
+    function = parse_spec({"task": "quadratic", "arms": [{"optimizer": "sgd"}]})
+    assert function.headline_metric == "value" and "no held-out data" in function.warnings[0]
+
+
+def test_selecting_on_the_test_split_is_refused():
+    with pytest.raises(SpecError) as error:
+        parse_spec(_spec(metric="test_accuracy"))
+    assert error.value.field == "metric" and "validation" in error.value.message
+
+
+def test_each_arm_searches_lr_at_its_own_scale():
+    spec = parse_spec(
+        _spec(
+            arms=[
+                {"optimizer": "sgd", "baseline": True},
+                {"optimizer": "am_sgd"},
+                {"optimizer": "sam", "name": "sam_adamw", "fixed": {"base": "adamw"}},
+            ]
+        )
+    )
+    lr = {arm.label: next(p for p in arm.searched() if p.name == "lr") for arm in spec.arms}
+    assert (lr["sgd"].low, lr["sgd"].high) == (1e-3, 1.0)
+    assert (lr["am_sgd"].low, lr["am_sgd"].high) == (1e-2, 10.0)  # an EMA: about 10x
+    assert (lr["sam_adamw"].low, lr["sam_adamw"].high) == (1e-4, 1e-1)  # its base's range
+
+
+def test_equal_gradient_evaluations_halve_sams_epochs():
+    spec = parse_spec(
+        _spec(
+            arms=[{"optimizer": "sgd", "baseline": True}, {"optimizer": "sam"}],
+            budget={"epochs": 6, "equalize": "gradient_evaluations"},
+        )
+    )
+    assert [spec.arm_epochs(arm) for arm in spec.arms] == [6, 3]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from memtune.studies import stats
@@ -24,40 +23,63 @@ def test_mean_interval_is_undefined_for_one_value_or_a_diverged_run():
     assert interval.mean == math.inf and interval.low is None
 
 
-def test_mean_interval_of_identical_values_is_the_point():
-    interval = stats.mean_interval([0.25, 0.25, 0.25])
-    assert (interval.low, interval.high) == (0.25, 0.25)
-
-
-def test_wilcoxon_p_matches_the_exact_distribution():
+def test_signed_rank_p_matches_the_exact_distribution():
     # 8 positive differences with distinct ranks: only 1 of 2^8 sign patterns is as extreme
     # on each side, so the two-sided exact p is 2 / 256.
-    assert stats.wilcoxon_p([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(2 / 256)
+    assert stats.signed_rank_p([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(2 / 256)
+    assert stats.signed_rank_p([0.1, 0.2, 0.3]) == pytest.approx(0.25)
 
 
-def test_wilcoxon_p_with_three_pairs_cannot_go_below_a_quarter():
-    assert stats.wilcoxon_p([0.1, 0.2, 0.3]) == pytest.approx(0.25)
+def test_signed_rank_p_with_ties_is_the_exact_sign_flip_distribution():
+    # |d| = 1, 1, 2, 2, 3, 3 (ranks 1.5, 1.5, 3.5, 3.5, 5.5, 5.5), all positive: of the 64
+    # sign patterns only all-positive and all-negative reach |sum| = 21, so p = 2 / 64.
+    assert stats.signed_rank_p([1, 1, 2, 2, 3, 3]) == pytest.approx(2 / 64)
 
 
-def test_wilcoxon_p_is_none_when_undefined():
-    assert stats.wilcoxon_p([0.0, 0.0, 0.0]) is None
-    assert stats.wilcoxon_p([1.0]) is None
+def test_a_diverged_seed_is_ranked_as_the_largest_loss_not_dropped():
+    finite = [-0.01, -0.02, -0.03, -0.04, -0.05]
+    with_diverged = [*finite, -math.inf]  # the arm diverged on the sixth seed
+    assert stats.signed_rank_p(with_diverged) == pytest.approx(2 / 64)
+    assert stats.signed_rank_direction(with_diverged) == -1
+    assert stats.signed_rank_p([math.inf, -0.1, -0.2, -0.3]) == stats.signed_rank_p(
+        [10.0, -0.1, -0.2, -0.3]
+    )
 
 
-def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
-    rng = np.random.default_rng(1)
-    small = stats.paired_bootstrap_interval(rng.normal(1.0, 1.0, 10))
-    large = stats.paired_bootstrap_interval(rng.normal(1.0, 1.0, 1000))
-    assert small.low < small.mean < small.high
-    assert large.low < 1.0 < large.high
-    assert (large.high - large.low) < (small.high - small.low) / 5
+def test_signed_rank_p_is_none_without_a_nonzero_difference():
+    assert stats.signed_rank_p([0.0, 0.0, 0.0]) is None
+    assert stats.signed_rank_p([]) is None
 
 
-def test_bootstrap_interval_is_reproducible_and_degenerate_data_is_a_point():
-    data = [0.1, -0.3, 0.4, 0.2, 0.0]
-    assert stats.paired_bootstrap_interval(data) == stats.paired_bootstrap_interval(data)
-    point = stats.paired_bootstrap_interval([0.5, 0.5, 0.5])
-    assert (point.low, point.high) == (0.5, 0.5)
+def test_holm_adjusts_three_p_values_as_the_textbook_does():
+    # sorted 0.01, 0.02, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.02), max(0.04, 1 x 0.04)
+    assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert stats.holm([0.5, None, 0.9]) == [pytest.approx(1.0), None, pytest.approx(1.0)]
+
+
+def test_min_attainable_p_and_the_default_number_of_seeds():
+    assert stats.min_attainable_p(3, 1) == pytest.approx(0.25)
+    # k x 2 / 2^n < 0.05: three comparisons already reach it with 7 (3 x 2 / 128 = 0.047)
+    assert [stats.seeds_for_power(k) for k in (1, 2, 3, 4, 5)] == [6, 7, 7, 8, 8]
+
+
+def test_exact_mcnemar_counts_only_the_discordant_pairs():
+    arm = [True] * 7 + [False, True, True]
+    baseline = [False] * 7 + [False, True, True]
+    assert stats.mcnemar_p(arm, baseline) == pytest.approx(2 / 2**7)
+    assert stats.mcnemar_p([True, False], [True, False]) == 1.0
+
+
+def test_clopper_pearson_is_the_exact_binomial_interval():
+    interval = stats.clopper_pearson(0, 10)
+    assert interval.low == 0.0 and interval.high == pytest.approx(1 - 0.025 ** (1 / 10))
+
+
+def test_expected_best_of_n_trials_follows_dodge_et_al():
+    # values 1, 2, 3: E[max of 1 draw] is the mean; of 2 draws 1/9 + 2 x 3/9 + 3 x 5/9.
+    curve = stats.expected_best([3.0, 1.0, 2.0], "max")
+    assert curve[0] == pytest.approx(2.0) and curve[1] == pytest.approx(22 / 9)
+    assert stats.expected_best([3.0, 1.0, 2.0], "min")[1] == pytest.approx(4 - 22 / 9)
 
 
 @pytest.mark.parametrize(
@@ -66,4 +88,4 @@ def test_bootstrap_interval_is_reproducible_and_degenerate_data_is_a_point():
 )
 def test_time_to_target_is_the_first_epoch_that_reaches_it(mode, target, expected):
     curve = [(1.0, 0.8), (2.0, 0.92), (3.0, 0.25), (4.0, 0.95)]
-    assert stats.time_to_target(curve, target, mode) == expected
+    assert stats.time_to_target(curve, target, mode)[0] == expected

@@ -6,12 +6,16 @@ One Ray for the module (starting one costs about 5 s); studies at smoke size.
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
 from ray import tune
 
-from memtune.studies.spec import SpecError, parse_spec
+from memtune.service.cli import DEMO_SPEC
+from memtune.studies import stats
+from memtune.studies.spec import SpecError, load_spec, parse_spec
+from memtune.studies.verdict import decide
 from memtune.workers.cluster import ray_cluster
 from memtune.workers.runner import StudyCancelled, StudyRunner
 from memtune.workers.sinks import JsonFileSink, ResultsSink
@@ -33,7 +37,7 @@ def _spec(**changes):
         "smoke": True,
         "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
         "budget": {"trials_per_arm": 2, "epochs": 2},
-        "seeds": [0, 1],
+        "seeds": [1, 2],
     }
     return parse_spec({**base, **changes})
 
@@ -56,10 +60,20 @@ def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path):
         for r in runner.records.values()
     )
     arms = {a.arm: a for a in verdict.arms}
-    assert set(arms["am_sgd"].seed_values) == {0, 1}
+    assert set(arms["am_sgd"].seed_values) == {1, 2}
     assert set(arms["am_sgd"].best_config) == {"lr", "lam"}
+    # The search never sees the test split; each seed re-run reports it once, at its end.
+    search = [r for r in runner.records.values() if r.phase == "search"]
+    assert all(not k.startswith("test_") for r in search for e in r.epochs for k in e.metrics)
+    seeded = [r for r in runner.records.values() if r.phase == "seed"]
+    assert all("test_accuracy" in r.epochs[-1].metrics for r in seeded)
+    assert all("test_accuracy" not in r.epochs[0].metrics for r in seeded)
+    assert {r.seed for r in search} == {0} and {r.seed for r in seeded} == {1, 2}
+    assert verdict.headline_metric == "test_accuracy"
+    assert arms["sgd"].step_impl == "fused" and arms["am_sgd"].step_impl == "forloop"
     (comparison,) = verdict.comparisons
     assert comparison.pairs == 2 and comparison.baseline == "sgd"
+    assert comparison.outcome == "underpowered"  # two seeds can never reach p < 0.05
     document = json.loads((tmp_path / "study.json").read_text())
     assert document["status"] == "completed" and len(document["trials"]) == 8
     assert document["verdict"]["arms"][0]["arm"] == "sgd"
@@ -74,6 +88,8 @@ def test_diverging_arm_ends_as_diverged_and_the_study_completes():
     assert diverged and all(r.state == "diverged" for r in diverged)
     arms = {a.arm: a for a in verdict.arms}
     assert arms["absurd"].search_diverged == 2 and arms["absurd"].best_config is None
+    (comparison,) = verdict.comparisons
+    assert comparison.outcome == "worse" and "diverging" in comparison.reason
     assert arms["sgd"].mean is not None  # the other arm finished its seeds
 
 
@@ -82,7 +98,7 @@ def test_checkpointed_trial_resumes_at_the_next_epoch(tmp_path):
     spec = _spec(
         arms=[{"optimizer": "sgd", "fixed": {"lr": 0.05, "momentum": 0.9}}],
         budget={"trials_per_arm": 1, "epochs": 4},
-        seeds=[0],
+        seeds=[1],
     )
     runner = StudyRunner(
         spec, trainable=tune.with_parameters(crash_once_after_two_epochs, marker=str(marker))
@@ -118,3 +134,74 @@ def test_gpu_requested_on_a_cluster_without_one_names_the_field():
     with pytest.raises(SpecError) as error:
         StudyRunner(_spec(resources={"cpu": 1, "gpu": 1})).run()
     assert error.value.field == "resources.gpu"
+
+
+def test_extended_study_reruns_only_what_is_new_and_recomputes_the_verdict():
+    first = StudyRunner(_spec(seeds=[1]))
+    first.run()
+    extended_spec = _spec(
+        seeds=[1, 2],
+        arms=[
+            {"optimizer": "sgd", "baseline": True},
+            {"optimizer": "am_sgd"},
+            {"optimizer": "adam"},
+        ],
+    )
+    kept = StudyRunner.reusable(extended_spec, first.records.values())
+    assert len(kept) == 6  # both arms' 2 search trials and their seed-1 runs
+    second = StudyRunner(extended_spec, previous=first.records.values())
+    verdict = second.run()
+    new = [r for r in second.records.values() if r.trial_id not in first.records]
+    ran = sorted((r.arm, r.phase, r.seed) for r in new)
+    print(f"extension ran {len(new)} new trials, kept {len(kept)}")
+    assert ran == sorted(
+        [("sgd", "seed", 2), ("am_sgd", "seed", 2)]
+        + [("adam", "search", 0)] * 2
+        + [("adam", "seed", 1), ("adam", "seed", 2)]
+    )
+    # the old arms' seed 2 re-runs the config their search chose the first time
+    for arm in ("sgd", "am_sgd"):
+        configs = {
+            str(r.config) for r in second.records.values() if r.arm == arm and r.phase == "seed"
+        }
+        assert len(configs) == 1
+    assert [c.pairs for c in verdict.comparisons] == [2, 2]
+
+
+def test_repeated_searches_use_their_own_search_seeds_and_report_the_spread():
+    spec = _spec(
+        arms=[{"optimizer": "sgd"}],
+        budget={"trials_per_arm": 1, "epochs": 1, "repeats": 2},
+        seeds=[2],
+    )
+    runner = StudyRunner(spec)
+    verdict = runner.run()
+    search = sorted((r.repeat, r.seed) for r in runner.records.values() if r.phase == "search")
+    seeded = sorted((r.repeat, r.seed) for r in runner.records.values() if r.phase == "seed")
+    assert search == [(0, 0), (1, 1)] and seeded == [(0, 2), (1, 2)]
+    (arm,) = verdict.arms
+    assert len(arm.repeat_means) == 2 and all(m is not None for m in arm.repeat_means)
+
+
+def test_the_demo_study_end_to_end_reports_test_metrics_on_fresh_seeds_by_the_rules():
+    spec = load_spec(DEMO_SPEC).model_copy(update={"smoke": True})
+    runner = StudyRunner(spec)
+    verdict = runner.run()
+    search_seeds = {r.seed for r in runner.records.values() if r.phase == "search"}
+    seed_seeds = {r.seed for r in runner.records.values() if r.phase == "seed"}
+    assert search_seeds == {0} and seed_seeds == set(spec.seeds) and len(spec.seeds) == 8
+    assert verdict.headline_metric == "test_accuracy"
+    assert len(verdict.comparisons) == len(spec.arms) - 1
+    for comparison in verdict.comparisons:
+        arm = next(a for a in verdict.arms if a.arm == comparison.arm)
+        raw = [arm.seed_values[s] - verdict.arms[0].seed_values[s] for s in sorted(seed_seeds)]
+        differences = [0.0 if math.isnan(d) else d for d in raw]  # both diverged: a tie
+        expected, _ = decide(
+            mode="max",
+            p_adjusted=comparison.p_adjusted,
+            direction=stats.signed_rank_direction(differences),
+            interval=stats.mean_interval([d for d in differences if math.isfinite(d)]),
+            min_p=comparison.min_attainable_p,
+        )
+        assert comparison.outcome == expected, comparison
+        print(f"demo: {comparison.arm} {comparison.outcome} (Holm p {comparison.p_adjusted:.3g})")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import time
 
+import numpy as np
+import pytest
 import torch
 
-from memtune.workers.training import TrialTraining
+from memtune.workers.training import TrialTraining, _peak_memory_mb
 
 
 def _training(**changes) -> TrialTraining:
@@ -52,3 +55,46 @@ def test_resume_from_state_dict_repeats_the_uninterrupted_run():
         resumed.task.model.parameters(), uninterrupted.task.model.parameters(), strict=True
     ):
         assert torch.equal(p, q)
+
+
+def _slow_loss(training: TrialTraining, seconds: float) -> None:
+    """Makes each gradient evaluation take ``seconds`` longer, outside the optimizer."""
+    loss = training.task.loss
+
+    def slow(batch):
+        time.sleep(seconds)
+        return loss(batch)
+
+    training.task.loss = slow
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "per_step", "impl"),
+    [("sgd", 1, "fused"), ("am_sgd", 1, "forloop"), ("sam", 2, "fused")],
+)
+def test_step_time_is_the_optimizer_alone_and_gradient_evaluations_are_counted(
+    optimizer, per_step, impl
+):
+    training = _training(optimizer=optimizer, hyperparameters={"lr": 0.05})
+    _slow_loss(training, 0.02)
+    result = training.run_epoch()
+    assert result.steps == 8 and result.gradient_evaluations == per_step * result.steps
+    assert result.epoch_time_s / result.steps > 0.02 * per_step  # the passes took their time
+    assert result.mean_step_time_s < 0.01  # ... outside the measured step (SAM's subtracted)
+    assert result.optimizer_impl == impl and result.device == "cpu"
+
+
+def test_peak_memory_is_the_trials_own_not_the_processes_lifetime_peak():
+    ballast = np.ones(60_000_000)  # 458 MiB, gone before the trial starts
+    process_peak = _peak_memory_mb(torch.device("cpu"))
+    del ballast
+    result = _training().run_epoch()
+    assert result.peak_memory_mb < process_peak - 300
+
+
+def test_only_a_test_epoch_evaluates_the_test_split():
+    training = _training()
+    assert not any(k.startswith("test_") for k in training.run_epoch().metrics)
+    final = training.run_epoch(test=True)
+    assert {"test_loss", "test_accuracy"} <= set(final.metrics)
+    assert final.training_time_s == pytest.approx(training.training_time_s)

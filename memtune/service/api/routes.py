@@ -13,6 +13,7 @@ from memtune.service.schemas import (
     Health,
     OptimizerPublic,
     StudiesPublic,
+    StudyExtension,
     StudyPublic,
     TaskPublic,
     TrialDetail,
@@ -79,6 +80,17 @@ def get_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
 def cancel_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
     """Cancels a queued study at once; a running one within seconds (409 once it ended)."""
     return services.cancel_study(db, caller=caller, study_id=study_id)
+
+
+@router.post("/studies/{study_id}/extend", response_model=StudyPublic, tags=["studies"])
+def extend_study(
+    db: DatabaseDep, caller: CallerDep, study_id: Id, extension: StudyExtension
+) -> StudyPublic:
+    """Queues a completed study again with more seeds and/or arms; what ran is reused and the
+    verdict is recomputed (422 names a bad field, 409 unless the study completed)."""
+    return services.extend_study(
+        db, caller=caller, study_id=study_id, seeds=extension.seeds, arms=extension.arms
+    )
 
 
 @router.get("/studies/{study_id}/trials", response_model=TrialsPublic, tags=["trials"])

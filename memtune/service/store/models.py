@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     DateTime,
     Enum,
@@ -86,6 +87,7 @@ class Study(Base):
     total_trials: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     verdict: Mapped[dict[str, Any] | None]
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     worker_id: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -127,6 +129,7 @@ class Trial(Base):
     config: Mapped[dict[str, Any]]
     state: Mapped[TrialState] = mapped_column(_enum(TrialState), default=TrialState.RUNNING)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    repeat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     best_metric: Mapped[float | None] = mapped_column(Float)
     final_metric: Mapped[float | None] = mapped_column(Float)

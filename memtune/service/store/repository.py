@@ -54,9 +54,16 @@ class Repository:
     # -- studies ---------------------------------------------------------------------------
 
     def add_study(
-        self, *, owner: Owner, spec: dict[str, Any], arms: list[dict[str, Any]], total_trials: int
+        self,
+        *,
+        owner: Owner,
+        spec: dict[str, Any],
+        arms: list[dict[str, Any]],
+        total_trials: int,
+        warnings: list[str] | None = None,
     ) -> Study:
         study = Study(
+            warnings=list(warnings or ()),
             owner_id=owner.id,
             name=spec["name"],
             task=spec["task"],
@@ -184,10 +191,34 @@ class Repository:
         )
         return result.rowcount == 1
 
-    def forget_trials(self, study_id: int) -> None:
-        """A study taken over from a vanished worker starts again from its first trial."""
+    def forget_trials(self, study_id: int, *, keep: frozenset[str] = frozenset()) -> None:
+        """Deletes the study's trials (and their epochs) but those whose Tune id is in
+        ``keep``: what an extension reuses."""
         for trial in self.session.scalars(select(Trial).where(Trial.study_id == study_id)):
-            self.session.delete(trial)
+            if trial.tune_trial_id not in keep:
+                self.session.delete(trial)
+        self.session.flush()
+
+    def reopen_study(
+        self,
+        study: Study,
+        *,
+        spec: dict[str, Any],
+        arms: list[dict[str, Any]],
+        total_trials: int,
+        warnings: list[str],
+    ) -> None:
+        """A completed study queued again with more seeds or arms; its verdict stays until
+        the worker replaces it (and marks the claim as an extension)."""
+        known = {arm.label for arm in study.arms}
+        position = len(study.arms)
+        for arm in arms:
+            if arm["label"] not in known:
+                study.arms.append(Arm(position=position, **arm))
+                position += 1
+        study.spec, study.total_trials, study.warnings = spec, total_trials, warnings
+        study.status, study.cancel_requested = StudyStatus.QUEUED, False
+        study.error, study.finished_at, study.worker_id = None, None, None
         self.session.flush()
 
     # -- trials and metrics ----------------------------------------------------------------
