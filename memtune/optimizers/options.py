@@ -17,6 +17,8 @@ __all__ = [
     "AdamCGOptions",
     "AdamCMOptions",
     "AdamOptions",
+    "Beta",
+    "NonNegative",
     "OptimizerOptions",
     "SAMOptions",
     "SGDOptions",

@@ -10,8 +10,9 @@ the only place that turns a name into a class.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "FloatParam",
     "IntParam",
     "OptimizerSpec",
+    "PluginError",
     "Reduction",
     "Registry",
     "UnknownNameError",
@@ -61,36 +63,101 @@ class _Named(Protocol):
 T = TypeVar("T", bound=_Named)
 
 
-class Registry(Generic[T]):
-    """Name -> spec, in registration order. Tasks use the same class in ``memtune.studies``."""
+@dataclass(frozen=True)
+class PluginError:
+    """An entry point that could not be loaded: shown, never raised, so that one broken
+    plugin cannot take the service down."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    group: str
+    name: str
+    origin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.group} plugin {self.name!r} from {self.origin}: {self.message}"
+
+
+class Registry(Generic[T]):
+    """Name -> spec, in registration order. Tasks use the same class in ``memtune.studies``.
+
+    With ``group``, the registry fills itself on first use from that Python entry-point group:
+    each entry point names a function (torch-free to import) returning the specs it registers,
+    memtune's own built-ins included. An entry point that fails to load, or registers a name
+    twice, is recorded in :attr:`errors` and skipped. ``builtin`` is called directly when
+    memtune itself is not installed (a bare checkout), so its own specs are always there.
+    """
+
+    def __init__(
+        self, kind: str, group: str | None = None, builtin: Callable[[], Iterable[T]] | None = None
+    ) -> None:
+        self.kind, self.group, self._builtin = kind, group, builtin
         self._items: dict[str, T] = {}
+        self.errors: list[PluginError] = []
+        self._loaded = group is None
+        self._lock = threading.RLock()
 
     def register(self, item: T) -> T:
-        if item.name in self._items:
-            raise ValueError(f"{self.kind} {item.name!r} is registered already")
-        self._items[item.name] = item
+        with self._lock:
+            if item.name in self._items:
+                raise ValueError(f"{self.kind} {item.name!r} is registered already")
+            self._items[item.name] = item
         return item
 
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True  # before loading: a plugin may read the registry
+            from importlib.metadata import entry_points
+
+            found = list(entry_points(group=self.group))
+            if self._builtin and not any(ep.value == _target_of(self._builtin) for ep in found):
+                self._add(self._builtin(), "memtune", "builtin")
+            for ep in found:
+                origin = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
+                try:
+                    items = list(ep.load()())
+                except Exception as error:  # a broken plugin: an error line, not a crash
+                    message = f"{type(error).__name__}: {error}"
+                    self.errors.append(PluginError(self.group or "", ep.name, origin, message))
+                    continue
+                self._add(items, origin, ep.name)
+
+    def _add(self, items: Iterable[T], origin: str, entry: str) -> None:
+        for item in items:
+            try:
+                self.register(replace(item, origin=origin))  # type: ignore[type-var]
+            except (ValueError, TypeError) as error:
+                self.errors.append(PluginError(self.group or "", entry, origin, str(error)))
+
     def get(self, name: str) -> T:
+        self._load()
         try:
             return self._items[name]
         except KeyError:
             raise UnknownNameError(self.kind, name, self._items) from None
 
     def names(self) -> list[str]:
+        self._load()
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._items
 
     def __iter__(self) -> Iterator[T]:
-        return iter(self._items.values())
+        self._load()
+        return iter(list(self._items.values()))
 
     def __len__(self) -> int:
+        self._load()
         return len(self._items)
+
+
+def _target_of(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}:{function.__qualname__}"
 
 
 def resolve(target: str) -> Any:
@@ -181,6 +248,7 @@ class OptimizerSpec:
     # ... and those that live only during a step (SAM's copy of the weights).
     transient_slots: float = 0.0
     wraps_base: bool = False  # SAM: its ``base`` argument names another registry entry
+    origin: str = "memtune"  # the distribution that registered it (set by the registry)
     supports_fused: bool = False  # torch's fused kernels (the fastest path of a baseline)
     source: str = "torch.optim"
 
@@ -256,122 +324,115 @@ def _sam_state_slots(config: Mapping[str, Any]) -> float:
     return base.state_slots(base.config(**base_config))
 
 
-OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+def builtin_optimizers() -> list[OptimizerSpec]:
+    """memtune's own optimizers: the ``builtin`` entry point of ``memtune.optimizers``."""
+    return [
+        OptimizerSpec(
+            name="sgd",
+            supports_fused=True,
+            target="torch.optim:SGD",
+            options=opts.SGDOptions,
+            summary="SGD with heavy-ball momentum (torch.optim.SGD); nesterov is a flag",
+            defaults=MappingProxyType({"lr": 0.05, "momentum": 0.9}),
+            search_space=(LR_SGD, FloatParam("momentum", 0.0, 0.99)),
+            supports_foreach=True,
+            state_slots=lambda c: 1.0 if c.get("momentum", 0) else 0.0,
+        ),
+        OptimizerSpec(
+            name="adam",
+            supports_fused=True,
+            target="torch.optim:Adam",
+            options=opts.AdamOptions,
+            summary="Adam (torch.optim.Adam)",
+            defaults=MappingProxyType({"lr": 1e-3}),
+            search_space=(LR_ADAM,),
+            supports_foreach=True,
+            state_slots=_constant(2),
+        ),
+        OptimizerSpec(
+            name="adamw",
+            supports_fused=True,
+            target="torch.optim:AdamW",
+            options=opts.AdamOptions,
+            summary="AdamW, decoupled weight decay (torch.optim.AdamW)",
+            defaults=MappingProxyType({"lr": 1e-3, "weight_decay": 1e-2}),
+            search_space=(LR_ADAM, WEIGHT_DECAY),
+            supports_foreach=True,
+            state_slots=_constant(2),
+        ),
+        OptimizerSpec(
+            name="am_sgd",
+            target="memtune.optimizers.am:AMSGD",
+            options=opts.AMSGDOptions,
+            summary="SGD with adaptive memory momentum (Topollai & Choromanska, arXiv 2510.04988)",
+            defaults=MappingProxyType({"lr": 0.05, "lam": 0.1, "beta_max": 0.9}),
+            search_space=(LR_EMA_MOMENTUM, LAM),
+            reduces_to=Reduction(
+                "sgd", {"lam": 0.0, "fixed_beta": 0.9}, {"momentum": 0.9, "dampening": 0.9}
+            ),
+            supports_foreach=True,
+            state_slots=_constant(1),
+            source="arXiv 2510.04988",
+        ),
+        OptimizerSpec(
+            name="am_adamw",
+            target="memtune.optimizers.am:AMAdamW",
+            options=opts.AMAdamWOptions,
+            summary="AdamW with adaptive memory momentum, one beta per tensor (arXiv 2510.04988)",
+            defaults=MappingProxyType({"lr": 1e-3, "lam": 0.1, "weight_decay": 1e-2}),
+            search_space=(LR_ADAM, LAM, WEIGHT_DECAY),
+            reduces_to=Reduction(
+                "adamw",
+                {"lam": 0.0, "fixed_beta": 0.9, "betas": (0.9, 0.999)},
+                {"betas": (0.9, 0.999)},
+            ),
+            supports_foreach=True,
+            state_slots=_constant(2),
+            source="arXiv 2510.04988",
+        ),
+        OptimizerSpec(
+            name="adam_cm",
+            target="memtune.optimizers.critical:AdamCM",
+            options=opts.AdamCMOptions,
+            summary="Adam with critical momenta (Malviya et al., TMLR 2024)",
+            defaults=MappingProxyType({"lr": 1e-3, "topc": 5, "decay": 0.7}),
+            search_space=(LR_ADAM, TOPC, DECAY),
+            supports_foreach=True,
+            state_slots=_buffer_slots,
+            source="TMLR 2024, chandar-lab/CMOptimizer",
+        ),
+        OptimizerSpec(
+            name="adam_cg",
+            target="memtune.optimizers.critical:AdamCG",
+            options=opts.AdamCGOptions,
+            summary="Adam with critical gradients (McRae et al., ICLR 2022)",
+            defaults=MappingProxyType({"lr": 1e-3, "topc": 10, "decay": 0.7}),
+            search_space=(LR_ADAM, TOPC, DECAY),
+            reduces_to=Reduction("adam", {"topc": 0}),
+            supports_foreach=True,
+            state_slots=_buffer_slots,
+            source="ICLR 2022",
+        ),
+        OptimizerSpec(
+            name="sam",
+            target="memtune.optimizers.sam:SAM",
+            options=opts.SAMOptions,
+            summary="Sharpness-aware minimization over SGD with momentum (Foret et al., 2020)",
+            defaults=MappingProxyType({"base": "sgd", "rho": 0.05}),
+            search_space=(LR_SGD, FloatParam("rho", 1e-2, 0.5, log=True)),
+            reduces_to=Reduction("sgd", {"rho": 0.0}),
+            needs_closure=True,
+            passes_per_step=2,
+            state_slots=_sam_state_slots,
+            transient_slots=1.0,
+            wraps_base=True,
+            source="arXiv 2010.01412",
+        ),
+    ]
 
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="sgd",
-        supports_fused=True,
-        target="torch.optim:SGD",
-        options=opts.SGDOptions,
-        summary="SGD with heavy-ball momentum (torch.optim.SGD); nesterov is a flag",
-        defaults=MappingProxyType({"lr": 0.05, "momentum": 0.9}),
-        search_space=(LR_SGD, FloatParam("momentum", 0.0, 0.99)),
-        supports_foreach=True,
-        state_slots=lambda c: 1.0 if c.get("momentum", 0) else 0.0,
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="adam",
-        supports_fused=True,
-        target="torch.optim:Adam",
-        options=opts.AdamOptions,
-        summary="Adam (torch.optim.Adam)",
-        defaults=MappingProxyType({"lr": 1e-3}),
-        search_space=(LR_ADAM,),
-        supports_foreach=True,
-        state_slots=_constant(2),
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="adamw",
-        supports_fused=True,
-        target="torch.optim:AdamW",
-        options=opts.AdamOptions,
-        summary="AdamW, decoupled weight decay (torch.optim.AdamW)",
-        defaults=MappingProxyType({"lr": 1e-3, "weight_decay": 1e-2}),
-        search_space=(LR_ADAM, WEIGHT_DECAY),
-        supports_foreach=True,
-        state_slots=_constant(2),
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="am_sgd",
-        target="memtune.optimizers.am:AMSGD",
-        options=opts.AMSGDOptions,
-        summary="SGD with adaptive memory momentum (Topollai & Choromanska, arXiv 2510.04988)",
-        defaults=MappingProxyType({"lr": 0.05, "lam": 0.1, "beta_max": 0.9}),
-        search_space=(LR_EMA_MOMENTUM, LAM),
-        reduces_to=Reduction(
-            "sgd", {"lam": 0.0, "fixed_beta": 0.9}, {"momentum": 0.9, "dampening": 0.9}
-        ),
-        supports_foreach=True,
-        state_slots=_constant(1),
-        source="arXiv 2510.04988",
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="am_adamw",
-        target="memtune.optimizers.am:AMAdamW",
-        options=opts.AMAdamWOptions,
-        summary="AdamW with adaptive memory momentum, one beta per tensor (arXiv 2510.04988)",
-        defaults=MappingProxyType({"lr": 1e-3, "lam": 0.1, "weight_decay": 1e-2}),
-        search_space=(LR_ADAM, LAM, WEIGHT_DECAY),
-        reduces_to=Reduction(
-            "adamw", {"lam": 0.0, "fixed_beta": 0.9, "betas": (0.9, 0.999)}, {"betas": (0.9, 0.999)}
-        ),
-        supports_foreach=True,
-        state_slots=_constant(2),
-        source="arXiv 2510.04988",
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="adam_cm",
-        target="memtune.optimizers.critical:AdamCM",
-        options=opts.AdamCMOptions,
-        summary="Adam with critical momenta (Malviya et al., TMLR 2024)",
-        defaults=MappingProxyType({"lr": 1e-3, "topc": 5, "decay": 0.7}),
-        search_space=(LR_ADAM, TOPC, DECAY),
-        supports_foreach=True,
-        state_slots=_buffer_slots,
-        source="TMLR 2024, chandar-lab/CMOptimizer",
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="adam_cg",
-        target="memtune.optimizers.critical:AdamCG",
-        options=opts.AdamCGOptions,
-        summary="Adam with critical gradients (McRae et al., ICLR 2022)",
-        defaults=MappingProxyType({"lr": 1e-3, "topc": 10, "decay": 0.7}),
-        search_space=(LR_ADAM, TOPC, DECAY),
-        reduces_to=Reduction("adam", {"topc": 0}),
-        supports_foreach=True,
-        state_slots=_buffer_slots,
-        source="ICLR 2022",
-    )
-)
-OPTIMIZERS.register(
-    OptimizerSpec(
-        name="sam",
-        target="memtune.optimizers.sam:SAM",
-        options=opts.SAMOptions,
-        summary="Sharpness-aware minimization over SGD with momentum (Foret et al., 2020)",
-        defaults=MappingProxyType({"base": "sgd", "rho": 0.05}),
-        search_space=(LR_SGD, FloatParam("rho", 1e-2, 0.5, log=True)),
-        reduces_to=Reduction("sgd", {"rho": 0.0}),
-        needs_closure=True,
-        passes_per_step=2,
-        state_slots=_sam_state_slots,
-        transient_slots=1.0,
-        wraps_base=True,
-        source="arXiv 2010.01412",
-    )
+
+OPTIMIZERS: Registry[OptimizerSpec] = Registry(
+    "optimizer", group="memtune.optimizers", builtin=builtin_optimizers
 )
 
 

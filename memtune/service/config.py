@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     poll_s: float = Field(
         1.0, gt=0, description="how often an idle worker looks for queued studies"
     )
+    inventory_s: float = Field(
+        60.0, gt=0, description="how often an idle worker re-records the cluster's nodes"
+    )
+    inventory_max_age_s: float = Field(
+        600.0,
+        gt=0,
+        description="the API checks submissions against nodes reported within this long",
+    )
 
 
 @functools.cache

@@ -103,6 +103,7 @@ class TrialDetail(TrialPublic):
 
 class OptimizerPublic(BaseModel):
     name: str
+    origin: str = Field(description="the installed distribution that registered it")
     summary: str
     defaults: dict[str, Any]
     search_space: list[dict[str, Any]]
@@ -115,6 +116,7 @@ class OptimizerPublic(BaseModel):
 
 class TaskPublic(BaseModel):
     name: str
+    origin: str = Field(description="the installed distribution that registered it")
     summary: str
     metric: str
     mode: str
@@ -123,6 +125,27 @@ class TaskPublic(BaseModel):
     reports: str = Field(description="what a verdict reports: the test twin of the metric")
     data: str = Field(description="where the data comes from and how it is split")
     options: dict[str, Any] = Field(description="JSON schema of the task's options")
+
+
+class PluginErrorPublic(BaseModel):
+    """An installed plugin that failed to load: its entry point, where from, and why."""
+
+    group: str
+    name: str
+    origin: str
+    message: str
+
+
+class OptimizersPublic(BaseModel):
+    data: list[OptimizerPublic]
+    count: int
+    errors: list[PluginErrorPublic] = Field(description="plugins that failed to load")
+
+
+class TasksPublic(BaseModel):
+    data: list[TaskPublic]
+    count: int
+    errors: list[PluginErrorPublic] = Field(description="plugins that failed to load")
 
 
 class Health(BaseModel):

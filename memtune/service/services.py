@@ -20,9 +20,12 @@ from memtune.service.schemas import (
     ArmProgress,
     EpochMetrics,
     OptimizerPublic,
+    OptimizersPublic,
+    PluginErrorPublic,
     StudiesPublic,
     StudyPublic,
     TaskPublic,
+    TasksPublic,
     TrialDetail,
     TrialPublic,
     TrialsPublic,
@@ -136,7 +139,42 @@ def _study_public(repository: Repository, study: Study) -> StudyPublic:
     )
 
 
-def create_study(db: Database, *, caller: Caller, spec: dict[str, Any]) -> StudyPublic:
+def _check_inventory(repository: Repository, parsed: Any, max_age_s: float) -> None:
+    """A study the cluster cannot run fails now, not hours later: some node that a worker
+    reported within ``max_age_s`` must have the task and every arm's optimizer installed and
+    the CPUs and GPUs a trial asks for. Before any worker has reported, nothing is checked."""
+    from datetime import timedelta
+
+    nodes = repository.nodes(seen_within=timedelta(seconds=max_age_s))
+    if not nodes:
+        return
+    names = [("task", parsed.task, "tasks")]
+    for index, arm in enumerate(parsed.arms):
+        names.append((f"arms.{index}.optimizer", arm.optimizer, "optimizers"))
+        if arm.optimizer_spec.wraps_base:
+            base = arm.fixed.get("base", arm.optimizer_spec.defaults["base"])
+            names.append((f"arms.{index}.fixed.base", base, "optimizers"))
+    for field, name, kind in names:
+        if not any(name in getattr(node, kind) for node in nodes):
+            raise InvalidSpec(field, f"{name!r} is installed on none of the {len(nodes)} nodes")
+    capable = [n for n in nodes if all(name in getattr(n, kind) for _, name, kind in names)]
+    wanted = parsed.resources
+    for field, amount, has in (
+        ("resources.gpu", wanted.gpu, "gpus"),
+        ("resources.cpu", wanted.cpu, "cpus"),
+    ):
+        most = max(getattr(n, has) for n in capable) if capable else 0.0
+        if amount > most:
+            raise InvalidSpec(
+                field,
+                f"{amount:g} per trial requested; the nodes that have this study's task and "
+                f"optimizers offer at most {most:g}",
+            )
+
+
+def create_study(
+    db: Database, *, caller: Caller, spec: dict[str, Any], inventory_max_age_s: float = 600.0
+) -> StudyPublic:
     from memtune.studies.spec import SpecError, parse_spec
 
     try:
@@ -146,6 +184,7 @@ def create_study(db: Database, *, caller: Caller, spec: dict[str, Any]) -> Study
     resolved, arms = _queueable(parsed)
     with db.session() as session:
         repository = Repository(session)
+        _check_inventory(repository, parsed, inventory_max_age_s)
         if caller.owner_id is None:  # the admin submits as the owner "admin"
             owner = repository.owner_named("admin", create=True)
         else:
@@ -171,7 +210,13 @@ def _queueable(parsed: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def extend_study(
-    db: Database, *, caller: Caller, study_id: int, seeds: list[int], arms: list[dict[str, Any]]
+    db: Database,
+    *,
+    caller: Caller,
+    study_id: int,
+    seeds: list[int],
+    arms: list[dict[str, Any]],
+    inventory_max_age_s: float = 600.0,
 ) -> StudyPublic:
     """Queues a completed study again with more seeds and/or arms. Everything that already ran
     is reused; the new seeds re-run each arm's chosen config, a new arm gets its own search;
@@ -193,6 +238,7 @@ def extend_study(
             parsed = parse_spec(spec)
         except SpecError as error:
             raise InvalidSpec(error.field, error.message) from None
+        _check_inventory(repository, parsed, inventory_max_age_s)
         resolved, arm_rows = _queueable(parsed)
         repository.reopen_study(
             study,
@@ -330,12 +376,17 @@ def export_study(db: Database, *, caller: Caller, study_id: int, format: str) ->
 # -- the catalogue -------------------------------------------------------------------------
 
 
-def list_optimizers() -> list[OptimizerPublic]:
+def _errors(registry: Any) -> list[PluginErrorPublic]:
+    return [PluginErrorPublic(**vars(error)) for error in registry.errors]
+
+
+def list_optimizers() -> OptimizersPublic:
     from memtune.optimizers import OPTIMIZERS
 
-    return [
+    data = [
         OptimizerPublic(
             name=spec.name,
+            origin=spec.origin,
             summary=spec.summary,
             defaults=dict(spec.defaults),
             search_space=[{"kind": type(p).__name__, **vars(p)} for p in spec.space()],
@@ -347,14 +398,16 @@ def list_optimizers() -> list[OptimizerPublic]:
         )
         for spec in OPTIMIZERS
     ]
+    return OptimizersPublic(data=data, count=len(data), errors=_errors(OPTIMIZERS))
 
 
-def list_tasks() -> list[TaskPublic]:
+def list_tasks() -> TasksPublic:
     from memtune.studies.tasks import TASKS
 
-    return [
+    data = [
         TaskPublic(
             name=task.name,
+            origin=task.origin,
             summary=task.summary,
             metric=task.metric,
             mode=task.mode,
@@ -366,3 +419,4 @@ def list_tasks() -> list[TaskPublic]:
         )
         for task in TASKS
     ]
+    return TasksPublic(data=data, count=len(data), errors=_errors(TASKS))

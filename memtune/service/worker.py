@@ -9,9 +9,11 @@ Several workers may share one PostgreSQL database: claiming is ``FOR UPDATE SKIP
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -229,8 +231,26 @@ class StudyWorker:
         with ray_cluster():
             self._loop(stop, once=once)
 
+    def record_inventory(self) -> None:
+        """Writes what this worker sees of the cluster (nodes, CPUs, GPUs, installed tasks
+        and optimizers) to the store, where the API checks submissions against it."""
+        from memtune.workers.cluster import node_inventory
+
+        try:
+            nodes = node_inventory()
+            with self.db.session() as session:
+                Repository(session).record_nodes(self.worker_id, nodes)
+        except Exception:  # the inventory informs the API; it must not stop the worker
+            log.warning("could not record the node inventory", exc_info=True)
+            return
+        self._inventory_at = time.monotonic()
+        log.info("worker %s sees %d node(s)", self.worker_id, len(nodes))
+
     def _loop(self, stop: threading.Event, *, once: bool) -> None:
+        self._inventory_at = -math.inf
         while not stop.is_set():
+            if time.monotonic() - self._inventory_at > self.settings.inventory_s:
+                self.record_inventory()  # at start, then every inventory_s while idle
             claimed = self.claim()
             if claimed is None:
                 if once:

@@ -42,7 +42,7 @@ class Split:
     test_y: Tensor
 
 
-def _fixed_split(
+def fixed_split(
     x: np.ndarray, y: np.ndarray, *, held_out: float = 0.2, split_seed: int = SPLIT_SEED
 ) -> Split:
     """Standardized features (train statistics) and a train / val / test split of
@@ -61,7 +61,7 @@ def breast_cancer() -> Split:
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
-    return _fixed_split(data.data, data.target.astype(np.float32))
+    return fixed_split(data.data, data.target.astype(np.float32))
 
 
 @functools.cache
@@ -69,7 +69,7 @@ def digits() -> Split:
     from sklearn.datasets import load_digits
 
     data = load_digits()
-    return _fixed_split(data.data, data.target.astype(np.int64))
+    return fixed_split(data.data, data.target.astype(np.int64))
 
 
 def read_idx(path: Path) -> np.ndarray:

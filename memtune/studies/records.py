@@ -100,6 +100,8 @@ class TrialPlan:
     gpu: float = 0.0
     hparams: Mapping[str, Any] = field(default_factory=dict)  # a seed re-run's chosen config
     repeat: int = 0  # which repetition of the arm's search (budget.repeats)
+    # The lr schedule: kind, floor, and the warmup fraction when it is not searched.
+    schedule: Mapping[str, Any] = field(default_factory=lambda: {"kind": "constant"})
 
     @property
     def search_key(self) -> str:

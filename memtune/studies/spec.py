@@ -35,6 +35,7 @@ __all__ = [
     "Budget",
     "RangeOverride",
     "Resources",
+    "Schedule",
     "SpecError",
     "StudySpec",
     "UnknownNameError",
@@ -80,6 +81,45 @@ class RangeOverride(_Model):
         return type(param)(param.name, low, high, log)
 
 
+# Hyperparameters of the learning-rate schedule that an arm may pin or search like an
+# optimizer's own (they are not optimizer arguments: the trial applies them).
+WARMUP = FloatParam("warmup_fraction", 0.0, 0.2)
+SCHEDULE_PARAMS = {WARMUP.name: WARMUP}
+
+
+class Schedule(_Model):
+    """The learning-rate schedule every arm trains with, through torch's LambdaLR, stepped once
+    per optimizer step: a linear warmup over ``warmup_fraction`` of the steps, then constant,
+    cosine or linear decay to ``floor`` x the peak."""
+
+    kind: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_fraction: float | RangeOverride = Field(
+        default_factory=lambda: RangeOverride(low=WARMUP.low, high=WARMUP.high),
+        description="a number (fixed for every arm) or {low, high}: searched per arm "
+        "(default: searched in [0, 0.2])",
+    )
+    floor: float = Field(
+        0.0, ge=0.0, lt=1.0, description="where the decay ends, as a fraction of the peak lr"
+    )
+
+    @field_validator("warmup_fraction")
+    @classmethod
+    def _fraction(cls, value: float | RangeOverride) -> float | RangeOverride:
+        if isinstance(value, RangeOverride):
+            value.apply(WARMUP)  # low < high
+            if (value.low or 0.0) < 0 or (value.high or 0.0) >= 1:
+                raise ValueError("a warmup fraction lies in [0, 1)")
+        elif not 0.0 <= value < 1.0:
+            raise ValueError("a warmup fraction lies in [0, 1)")
+        return value
+
+    def searched(self) -> FloatParam | None:
+        """The warmup fraction's range when it is searched, else None (fixed)."""
+        if isinstance(self.warmup_fraction, RangeOverride):
+            return self.warmup_fraction.apply(WARMUP)  # type: ignore[return-value]
+        return None
+
+
 class ArmSpec(_Model):
     optimizer: str = Field(description="a name from the optimizer registry (GET /optimizers)")
     name: str | None = Field(None, description="label of the arm; defaults to the optimizer name")
@@ -100,13 +140,18 @@ class ArmSpec(_Model):
     @model_validator(mode="after")
     def _check_space_and_fixed(self) -> ArmSpec:
         spec = OPTIMIZERS.get(self.optimizer)
+        for name, value in self.fixed.items():
+            if name in SCHEDULE_PARAMS and not (
+                isinstance(value, int | float) and 0.0 <= value < 1.0
+            ):
+                raise ValueError(f"fixed.{name}: a warmup fraction lies in [0, 1)")
         try:  # names and ranges, without torch; the worker builds the optimizer itself
-            spec.check(self.fixed)
+            spec.check(self.optimizer_fixed)
         except ArgumentError as error:
             raise ValueError(f"fixed.{error.argument}: {error.message}") from None
         except ValueError as error:  # an unknown base optimizer of SAM
             raise ValueError(f"fixed.base: {error}") from None
-        searchable = {p.name: p for p in spec.space(self.fixed)}
+        searchable = {p.name: p for p in spec.space(self.fixed)} | SCHEDULE_PARAMS
         for name, override in self.space.items():
             if name not in searchable:
                 raise ValueError(
@@ -126,12 +171,24 @@ class ArmSpec(_Model):
     def optimizer_spec(self) -> OptimizerSpec:
         return OPTIMIZERS.get(self.optimizer)
 
-    def searched(self) -> list[FloatParam | IntParam | CategoricalParam]:
+    @property
+    def optimizer_fixed(self) -> dict[str, Any]:
+        """The pinned values that are the optimizer's arguments (not the schedule's)."""
+        return {k: v for k, v in self.fixed.items() if k not in SCHEDULE_PARAMS}
+
+    def searched(
+        self, schedule: Schedule | None = None
+    ) -> list[FloatParam | IntParam | CategoricalParam]:
         """What this arm's search samples: the registry's ranges at the optimizer's own scale
-        (SAM: its base's lr range), narrowed by ``space``, without what ``fixed`` pins."""
+        (SAM: its base's lr range) and the schedule's searched warmup, narrowed by ``space``,
+        without what ``fixed`` pins."""
+        params = list(self.optimizer_spec.space(self.optimizer_fixed))
+        warmup = schedule.searched() if schedule else None
+        if warmup is not None:
+            params.append(warmup)
         return [
             self.space[p.name].apply(p) if p.name in self.space else p
-            for p in self.optimizer_spec.space(self.fixed)
+            for p in params
             if p.name not in self.fixed
         ]
 
@@ -169,6 +226,7 @@ class StudySpec(_Model):
     task_options: dict[str, Any] = Field(default_factory=dict)
     arms: list[ArmSpec] = Field(min_length=1, max_length=32)
     budget: Budget = Field(default_factory=Budget)
+    schedule: Schedule = Field(default_factory=Schedule)
     seeds: list[int] | None = Field(
         None,
         min_length=1,
@@ -272,6 +330,17 @@ class StudySpec(_Model):
                 f"{self.resolved_metric} of the seed re-runs"
             )
         return notes
+
+    def searched(self, arm: ArmSpec) -> list[FloatParam | IntParam | CategoricalParam]:
+        """Everything ``arm``'s search samples, the schedule's warmup included."""
+        return arm.searched(self.schedule)
+
+    def warmup_fraction(self, arm: ArmSpec) -> float | None:
+        """The arm's pinned warmup fraction, or the study's fixed one; None when searched."""
+        if "warmup_fraction" in arm.fixed:
+            return float(arm.fixed["warmup_fraction"])
+        fraction = self.schedule.warmup_fraction
+        return None if isinstance(fraction, RangeOverride) else float(fraction)
 
     def arm_epochs(self, arm: ArmSpec) -> int:
         """Epochs of this arm's trials: the budget's, or fewer at equal gradient evaluations."""

@@ -39,6 +39,7 @@ class TaskSpec:
     data: str  # where the data comes from and how it is split (memtune list tasks shows it)
     smoke: Mapping[str, Any] = field(default_factory=dict)
     binary: frozenset[str] = frozenset()  # metrics that are 0 or 1 per run (escaped or not)
+    origin: str = "memtune"  # the distribution that registered it (set by the registry)
 
     @property
     def mode(self) -> Direction:
@@ -154,7 +155,6 @@ class SharpFlatOptions(LandscapeOptions):
 
 # --------------------------------------------------------------------------------------------
 
-TASKS: Registry[TaskSpec] = Registry("task")
 _CLASSIFICATION: Mapping[str, Direction] = {"val_loss": "min", "val_accuracy": "max"}
 _FUNCTION: Mapping[str, Direction] = {"value": "min", "distance": "min"}
 _RUNS = "memtune.studies.runs"
@@ -165,56 +165,103 @@ _FASHION = (
 )
 
 
-def _task(name: str, summary: str, options: type[BaseModel], **rest: Any) -> None:
+def _task(name: str, summary: str, options: type[BaseModel], **rest: Any) -> TaskSpec:
     builder = rest.pop("builder", name)
-    TASKS.register(
-        TaskSpec(name=name, summary=summary, options=options, builder=f"{_RUNS}:{builder}", **rest)
+    return TaskSpec(
+        name=name, summary=summary, options=options, builder=f"{_RUNS}:{builder}", **rest
     )
 
 
-_task(
-    "quadratic", "ill-conditioned convex quadratic, full batch", QuadraticOptions,
-    metric="value", metrics=_FUNCTION, smoke={"dim": 20, "steps_per_epoch": 20}, data=_NO_DATA,
-)  # fmt: skip
-_task(
-    "logreg", "logistic regression on sklearn's breast-cancer data", LogregOptions,
-    metric="val_loss", metrics=_CLASSIFICATION, smoke={"batch_size": 64},
-    data=f"569 samples: train 60% / val 20% / test 20% (split seed {SPLIT_SEED})",
-)  # fmt: skip
-_task(
-    "digits_mlp", "MLP on sklearn's 8x8 digits: the demo task", DigitsOptions,
-    metric="val_accuracy", metrics=_CLASSIFICATION, smoke={"train_size": 512, "width": 32},
-    data=f"1,797 images: train 60% / val 20% / test 20% (split seed {SPLIT_SEED})",
-)  # fmt: skip
-_task(
-    "fashion_mlp", "MLP on Fashion-MNIST", FashionOptions,
-    metric="val_accuracy", metrics=_CLASSIFICATION,
-    smoke={"train_size": 1024, "val_size": 512, "test_size": 512, "width": 64}, data=_FASHION,
-)  # fmt: skip
-_task(
-    "fashion_cnn", "small CNN on Fashion-MNIST", FashionOptions,
-    metric="val_accuracy", metrics=_CLASSIFICATION,
-    smoke={"train_size": 512, "val_size": 256, "test_size": 256, "width": 4}, data=_FASHION,
-)  # fmt: skip
-_task(
-    "char_lm", "character-level LSTM language model on the stdlib's pydoc text", CharLMOptions,
-    builder="CharLMRun", metric="val_perplexity", metrics={"val_loss": "min", "val_perplexity": "min"},
-    smoke={"train_chars": 8192, "val_chars": 2048, "hidden": 32, "embed": 16},
-    data="~465k characters in order: train, then val_chars of validation, then val_chars of test",
-)  # fmt: skip
-_task(
-    "goldstein_price", "Goldstein-Price from a random start in [-2, 2]^2", LandscapeOptions,
-    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20}, data=_NO_DATA,
-)  # fmt: skip
-_task(
-    "ackley", "2-D Ackley from a random start in [-3, 3]^2", LandscapeOptions,
-    metric="value", metrics=_FUNCTION, smoke={"steps_per_epoch": 20}, data=_NO_DATA,
-)  # fmt: skip
-_task(
-    "sharp_flat", "1-D sharp well at 0 and flat well at 3; does the optimizer escape?", SharpFlatOptions,
-    metric="escaped", metrics={"value": "min", "escaped": "max"}, smoke={"steps_per_epoch": 20},
-    binary=frozenset({"escaped"}), data=_NO_DATA,
-)  # fmt: skip
+def builtin_tasks() -> list[TaskSpec]:
+    """memtune's own tasks: the ``builtin`` entry point of ``memtune.tasks``."""
+    return [
+        _task(
+            "quadratic",
+            "ill-conditioned convex quadratic, full batch",
+            QuadraticOptions,
+            metric="value",
+            metrics=_FUNCTION,
+            smoke={"dim": 20, "steps_per_epoch": 20},
+            data=_NO_DATA,
+        ),
+        _task(
+            "logreg",
+            "logistic regression on sklearn's breast-cancer data",
+            LogregOptions,
+            metric="val_loss",
+            metrics=_CLASSIFICATION,
+            smoke={"batch_size": 64},
+            data=f"569 samples: train 60% / val 20% / test 20% (split seed {SPLIT_SEED})",
+        ),
+        _task(
+            "digits_mlp",
+            "MLP on sklearn's 8x8 digits: the demo task",
+            DigitsOptions,
+            metric="val_accuracy",
+            metrics=_CLASSIFICATION,
+            smoke={"train_size": 512, "width": 32},
+            data=f"1,797 images: train 60% / val 20% / test 20% (split seed {SPLIT_SEED})",
+        ),
+        _task(
+            "fashion_mlp",
+            "MLP on Fashion-MNIST",
+            FashionOptions,
+            metric="val_accuracy",
+            metrics=_CLASSIFICATION,
+            smoke={"train_size": 1024, "val_size": 512, "test_size": 512, "width": 64},
+            data=_FASHION,
+        ),
+        _task(
+            "fashion_cnn",
+            "small CNN on Fashion-MNIST",
+            FashionOptions,
+            metric="val_accuracy",
+            metrics=_CLASSIFICATION,
+            smoke={"train_size": 512, "val_size": 256, "test_size": 256, "width": 4},
+            data=_FASHION,
+        ),
+        _task(
+            "char_lm",
+            "character-level LSTM language model on the stdlib's pydoc text",
+            CharLMOptions,
+            builder="CharLMRun",
+            metric="val_perplexity",
+            metrics={"val_loss": "min", "val_perplexity": "min"},
+            smoke={"train_chars": 8192, "val_chars": 2048, "hidden": 32, "embed": 16},
+            data="~465k characters in order: train, then val_chars of validation, then val_chars of test",
+        ),
+        _task(
+            "goldstein_price",
+            "Goldstein-Price from a random start in [-2, 2]^2",
+            LandscapeOptions,
+            metric="value",
+            metrics=_FUNCTION,
+            smoke={"steps_per_epoch": 20},
+            data=_NO_DATA,
+        ),
+        _task(
+            "ackley",
+            "2-D Ackley from a random start in [-3, 3]^2",
+            LandscapeOptions,
+            metric="value",
+            metrics=_FUNCTION,
+            smoke={"steps_per_epoch": 20},
+            data=_NO_DATA,
+        ),
+        _task(
+            "sharp_flat",
+            "1-D sharp well at 0 and flat well at 3; does the optimizer escape?",
+            SharpFlatOptions,
+            metric="escaped",
+            metrics={"value": "min", "escaped": "max"},
+            smoke={"steps_per_epoch": 20},
+            binary=frozenset({"escaped"}),
+            data=_NO_DATA,
+        ),
+    ]
+
+
+TASKS: Registry[TaskSpec] = Registry("task", group="memtune.tasks", builtin=builtin_tasks)
 
 
 def get_task(name: str) -> TaskSpec:

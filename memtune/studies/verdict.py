@@ -31,7 +31,7 @@ from pydantic import TypeAdapter
 from memtune.optimizers import CategoricalParam
 from memtune.studies import stats
 from memtune.studies.records import Phase, TrialRecord, TrialState, best_value, worst_value
-from memtune.studies.spec import ArmSpec, StudySpec
+from memtune.studies.spec import SCHEDULE_PARAMS, ArmSpec, StudySpec
 
 __all__ = [
     "RULES",
@@ -228,13 +228,15 @@ def _describe(param: Any) -> dict[str, Any]:
     return {"name": param.name, "low": param.low, "high": param.high, "log": param.log}
 
 
-def _range_warnings(arm: ArmSpec, config: Mapping[str, Any] | None) -> list[str]:
+def _range_warnings(spec: StudySpec, arm: ArmSpec, config: Mapping[str, Any] | None) -> list[str]:
     """A best value within 5% of its range's edge (log scale where the range is): the optimum
-    may lie outside what was searched."""
+    may lie outside what was searched. (A warmup near 0 is a natural answer, not flagged.)"""
     notes = []
-    for param in arm.searched():
+    for param in spec.searched(arm):
         value = (config or {}).get(param.name)
         if isinstance(param, CategoricalParam) or not isinstance(value, int | float):
+            continue
+        if param.name in SCHEDULE_PARAMS:
             continue
         if param.log:
             position = math.log(value / param.low) / math.log(param.high / param.low)
@@ -331,8 +333,8 @@ def _arm_verdict(
         optimizer=arm.optimizer,
         baseline=arm.baseline,
         best_config=config,
-        searched=[_describe(p) for p in arm.searched()],
-        range_warnings=_range_warnings(arm, config),
+        searched=[_describe(p) for p in spec.searched(arm)],
+        range_warnings=_range_warnings(spec, arm, config),
         search_trials=len(search),
         search_diverged=sum(r.state == TrialState.DIVERGED for r in search),
         seed_values=values,
@@ -358,7 +360,7 @@ def _arm_verdict(
         state_bytes=_mean_of(e.optimizer_state_bytes for e in last),
         peak_memory_mb=max((e.peak_memory_mb for e in last), default=None),
         mean_beta=_mean_of(r.mean("mean_beta") for r in ended),
-        n_hyperparameters=len(arm.searched()),
+        n_hyperparameters=len(spec.searched(arm)),
         tuning_curve=_tuning_curve(search, metric, mode, worst_search_value),
         repeat_means=repeat_means,
         note=note,
@@ -462,6 +464,7 @@ def provenance(spec: StudySpec, records: Iterable[TrialRecord]) -> dict[str, Any
         "trials_per_arm": spec.budget.trials_per_arm,
         "epochs": spec.budget.epochs,
         "equalize": spec.budget.equalize,
+        "schedule": spec.schedule.model_dump(mode="json"),
         "repeats": spec.budget.repeats,
         "versions": versions,
         "commit": _commit(),

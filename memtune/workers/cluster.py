@@ -16,8 +16,9 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["configure_ray_environment", "ray_cluster"]
+__all__ = ["configure_ray_environment", "node_inventory", "ray_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +100,43 @@ def ray_cluster(
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _installed() -> dict[str, list[str]]:
+    """On a node: the tasks and optimizers installed there (plugins included)."""
+    from memtune.optimizers import OPTIMIZERS
+    from memtune.studies.tasks import TASKS
+
+    return {"tasks": TASKS.names(), "optimizers": OPTIMIZERS.names()}
+
+
+def node_inventory(timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """Every alive Ray node in reach: its address, CPUs, GPUs, and the tasks and optimizers
+    installed on it (asked by a zero-CPU task pinned to that node). A node that does not
+    answer within ``timeout_s`` is reported with nothing installed."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ask = ray.remote(num_cpus=0)(_installed)
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    pending = [
+        ask.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        ).remote()
+        for node in nodes
+    ]
+    ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
+    inventory = []
+    for node, reference in zip(nodes, pending, strict=True):
+        installed = ray.get(reference) if reference in ready else {"tasks": [], "optimizers": []}
+        resources = node.get("Resources", {})
+        inventory.append(
+            {
+                "node_id": node["NodeID"],
+                "address": node.get("NodeManagerAddress", ""),
+                "cpus": float(resources.get("CPU", 0.0)),
+                "gpus": float(resources.get("GPU", 0.0)),
+                **installed,
+            }
+        )
+    return inventory

@@ -277,7 +277,9 @@ class StudyRunner:
 
         for index, arm in enumerate(self.spec.arms):
             try:
-                arm.optimizer_spec.build([torch.nn.Parameter(torch.zeros(1))], **arm.fixed)
+                arm.optimizer_spec.build(
+                    [torch.nn.Parameter(torch.zeros(1))], **arm.optimizer_fixed
+                )
             except (TypeError, ValueError) as error:
                 raise SpecError(f"arms.{index}.fixed", str(error)) from None
 
@@ -312,6 +314,11 @@ class StudyRunner:
             threads=max(1, int(spec.resources.cpu)),
             gpu=spec.resources.gpu,
             repeat=repeat,
+            schedule={
+                "kind": spec.schedule.kind,
+                "floor": spec.schedule.floor,
+                "warmup_fraction": spec.warmup_fraction(arm),
+            },
         )
 
     def _searches(self) -> dict[str, tuple[OptunaSearch, list[TrialPlan], int]]:
@@ -327,7 +334,7 @@ class StudyRunner:
                     seed=1000 * search_seed + index, n_startup_trials=min(10, max(2, trials // 2))
                 )
                 searcher = OptunaSearch(
-                    space=_ArmSpace(arm.searched(), plan),
+                    space=_ArmSpace(spec.searched(arm), plan),
                     metric=spec.resolved_metric,
                     mode=spec.resolved_mode,
                     sampler=sampler,

@@ -49,6 +49,8 @@ def train_trial(config: dict[str, Any]) -> None:
         seed=plan.seed,
         smoke=plan.smoke,
         device=_device(plan),
+        epochs=plan.epochs,
+        schedule=plan.schedule,
     )
     checkpoint = tune.get_checkpoint()
     if checkpoint:

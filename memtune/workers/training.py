@@ -11,7 +11,7 @@ import math
 import random
 import resource
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,28 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
         for value in state.values()
         if isinstance(value, torch.Tensor)
     )
+
+
+def lr_multiplier(
+    kind: str, *, total_steps: int, warmup_fraction: float = 0.0, floor: float = 0.0
+) -> Callable[[int], float]:
+    """The factor on the peak lr before optimizer step ``t`` (0-based): a linear warmup
+    (t + 1) / W over the first W = warmup_fraction x total steps, then constant, or a cosine or
+    linear decay toward ``floor``. It is never 0 inside the run: the last step's progress is
+    below 1, and the warmup starts at 1 / W (adaptive memory divides by the lr)."""
+    warmup = round(warmup_fraction * total_steps)
+    span = max(1, total_steps - warmup)
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / span)
+        decayed = 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1 - progress
+        return floor + (1 - floor) * decayed
+
+    return multiplier
 
 
 def _reset_peak_memory(device: torch.device) -> None:
@@ -101,6 +123,8 @@ class TrialTraining:
         seed: int,
         smoke: bool = False,
         device: str | torch.device = "cpu",
+        epochs: int | None = None,
+        schedule: Mapping[str, Any] | None = None,
     ) -> None:
         self.device = torch.device(device)
         _reset_peak_memory(self.device)
@@ -108,6 +132,10 @@ class TrialTraining:
         self.task = get_task(task).create(task_options, seed, self.device, smoke=smoke)
         spec = get_optimizer(optimizer)
         hyperparameters = dict(hyperparameters)
+        schedule = dict(schedule or {"kind": "constant"})
+        warmup = hyperparameters.pop("warmup_fraction", None)  # searched or pinned per arm
+        if warmup is None:
+            warmup = schedule.get("warmup_fraction") or 0.0
         stepping = (  # whose step runs: SAM's base does SAM's
             get_optimizer(hyperparameters.get("base", spec.defaults["base"]))
             if spec.wraps_base
@@ -118,6 +146,16 @@ class TrialTraining:
         self.optimizer = spec.build(self.task.model.parameters(), **hyperparameters)
         self.needs_closure = spec.needs_closure
         self.implementation = _implementation(self.optimizer, self.device)
+        steps_per_epoch = sum(1 for _ in self.task.batches(0))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_multiplier(
+                schedule["kind"],
+                total_steps=steps_per_epoch * (epochs or 1),
+                warmup_fraction=float(warmup),
+                floor=float(schedule.get("floor", 0.0)),
+            ),
+        )
         self.epoch = 0  # epochs done
         self.training_time_s = 0.0
         self.steps = 0
@@ -169,6 +207,7 @@ class TrialTraining:
         diverged = False
         for batch in self.task.batches(self.epoch):
             loss, seconds = self._step(batch)
+            self.scheduler.step()  # per optimizer step, the same for every arm
             step_time += seconds
             self.steps += 1
             losses.append(loss.detach())
@@ -211,6 +250,7 @@ class TrialTraining:
         return {
             "model": self.task.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "epoch": self.epoch,
             "training_time_s": self.training_time_s,
             "steps": self.steps,
@@ -220,6 +260,8 @@ class TrialTraining:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.task.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.training_time_s = float(state["training_time_s"])
         self.steps = int(state.get("steps", 0))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from memtune.optimizers import OPTIMIZERS, UnknownNameError, build_optimizer, get_optimizer
-from tests.optimizers.problems import make_closure, regression_problem, train
+from memtune.optimizers.contract import CHECKS, make_closure, regression_problem
 
 
 def _variants() -> list:
@@ -31,83 +31,14 @@ def _variants() -> list:
 VARIANTS = _variants()
 
 
+@pytest.mark.parametrize("check", list(CHECKS), ids=str)
 @pytest.mark.parametrize(("name", "overrides"), VARIANTS)
-def test_loss_goes_down_on_a_small_problem(name, overrides, device):
-    model, loss_fn = regression_problem(device=device)
-    losses = train(model, build_optimizer(name, model.parameters(), **overrides), loss_fn, 60)
-    assert losses[-1] < 0.9 * losses[0]
-
-
-@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
-def test_step_without_gradients_is_a_no_op(name, overrides, device):
-    model, _ = regression_problem(device=device)
-    optimizer = build_optimizer(name, model.parameters(), **overrides)
-    before = copy.deepcopy(model.state_dict())
-    optimizer.step(lambda: torch.tensor(0.0))  # a closure that computes no gradient
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    assert len(optimizer.state) == 0
-
-
-@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
-def test_param_group_with_tiny_lr_does_not_move(name, overrides, device):
-    model, loss_fn = regression_problem(device=device)
-    first, second = model[0], model[2]
-    optimizer = build_optimizer(
-        name,
-        [{"params": first.parameters()}, {"params": second.parameters(), "lr": 1e-12}],
-        **overrides,
-    )
-    frozen = [p.detach().clone() for p in second.parameters()]
-    moving = [p.detach().clone() for p in first.parameters()]
-    train(model, optimizer, loss_fn, 5)
-    for p, p0 in zip(second.parameters(), frozen, strict=True):
-        torch.testing.assert_close(p, p0, atol=1e-9, rtol=0)
-    assert any(not torch.allclose(p, p0) for p, p0 in zip(first.parameters(), moving, strict=True))
-
-
-@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
-def test_state_dict_round_trip_gives_identical_trajectory(name, overrides, device):
-    model, loss_fn = regression_problem(device=device)
-    optimizer = build_optimizer(name, model.parameters(), **overrides)
-    train(model, optimizer, loss_fn, 4)
-    saved_model, saved_optimizer = (
-        copy.deepcopy(model.state_dict()),
-        copy.deepcopy(optimizer.state_dict()),
-    )
-    train(model, optimizer, loss_fn, 4)
-
-    resumed, _ = regression_problem(
-        device=device, seed=1
-    )  # other weights: all must come from the save
-    resumed.load_state_dict(saved_model)
-    resumed_optimizer = build_optimizer(name, resumed.parameters(), **overrides)
-    resumed_optimizer.load_state_dict(saved_optimizer)
-    train(resumed, resumed_optimizer, loss_fn, 4)
-    for p, q in zip(model.parameters(), resumed.parameters(), strict=True):
-        assert torch.equal(p, q)
-
-
-@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
-def test_deepcopy_continues_the_same_trajectory(name, overrides, device):
-    model, loss_fn = regression_problem(device=device)
-    optimizer = build_optimizer(name, model.parameters(), **overrides)
-    train(model, optimizer, loss_fn, 3)
-    twin_model, twin_optimizer = copy.deepcopy((model, optimizer))
-    train(model, optimizer, loss_fn, 3)
-    train(twin_model, twin_optimizer, loss_fn, 3)
-    for p, q in zip(model.parameters(), twin_model.parameters(), strict=True):
-        assert torch.equal(p, q)
-
-
-@pytest.mark.parametrize(("name", "overrides"), VARIANTS)
-def test_state_holds_tensors_only(name, overrides):
-    model, loss_fn = regression_problem()
-    optimizer = build_optimizer(name, model.parameters(), **overrides)
-    train(model, optimizer, loss_fn, 3)
-    for state in optimizer.state_dict()["state"].values():
-        for key, value in state.items():
-            assert isinstance(value, torch.Tensor), key
+def test_optimizer_contract(check, name, overrides, device):
+    """Every check of memtune.optimizers.contract, over every registered optimizer (plugins
+    included) and its variants: loss goes down, a step without gradients is a no-op, a tiny-lr
+    group does not move, state_dict and deepcopy continue the same trajectory, state holds
+    tensors only, and the registry's state bytes are what the optimizer holds."""
+    CHECKS[check](name, overrides, device)
 
 
 INVALID_ARGUMENTS = [
@@ -177,18 +108,3 @@ def test_reduction_matches_its_torch_baseline_in_float64(spec):
         baseline.step(baseline_closure)
         for p, q in zip(model.parameters(), twin.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
-
-
-@pytest.mark.parametrize("spec", list(OPTIMIZERS), ids=lambda spec: spec.name)
-def test_registry_state_bytes_match_the_state_an_optimizer_holds(spec):
-    model, loss_fn = regression_problem()
-    optimizer = spec.build(model.parameters())
-    train(model, optimizer, loss_fn, 2)
-    n_params = sum(p.numel() for p in model.parameters())
-    held = sum(  # the tensors shaped like the parameter, or a stack of such (the buffers)
-        value.numel() * value.element_size()
-        for p in model.parameters()
-        for value in optimizer.state[p].values()
-        if value.shape == p.shape or value.shape[1:] == p.shape
-    )
-    assert held / n_params == pytest.approx(spec.state_bytes_per_param())

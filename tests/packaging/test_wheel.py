@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
+from tests.environments import ROOT, fresh_venv
 
 pytestmark = pytest.mark.slow
 
@@ -54,33 +53,8 @@ def test_wheel_installs_only_the_memtune_namespace_with_its_data(wheel):
 
 
 def test_wheel_runs_from_a_fresh_venv_outside_the_checkout(wheel, tmp_path):
-    fresh = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], check=True)
-    python = fresh / "bin" / "python"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        check=True,
-    )
-    # The dependencies come from this environment (a path, not a site dir: its editable
-    # memtune is not processed), so the fresh venv's own memtune is the one imported.
-    site = Path(
-        subprocess.check_output(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            text=True,
-        ).strip()
-    )
-    (site / "_memtune_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = fresh_venv(tmp_path, wheel)
+    fresh = python.parent.parent
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = {

@@ -182,12 +182,46 @@ def test_list_filters_by_status_task_and_optimizer(server):
 
 def test_catalogue_lists_the_registries(server):
     with server.client() as client:
-        optimizers = {o["name"]: o for o in client.get("/optimizers").json()}
-        tasks = {t["name"]: t for t in client.get("/tasks").json()}
-    assert optimizers["sam"]["passes_per_step"] == 2
+        optimizers = {o["name"]: o for o in client.get("/optimizers").json()["data"]}
+        tasks = {t["name"]: t for t in client.get("/tasks").json()["data"]}
+    assert optimizers["sam"]["passes_per_step"] == 2 and optimizers["sam"]["origin"].startswith(
+        "memtune"
+    )
     assert optimizers["adam_cm"]["state_bytes_per_param"] == 32
     assert tasks["digits_mlp"]["metric"] == "val_accuracy"
     assert tasks["digits_mlp"]["directions"] == {"val_loss": "min", "val_accuracy": "max"}
+
+
+def test_a_study_the_reported_nodes_cannot_run_is_422_at_submission(server):
+    from memtune.optimizers import OPTIMIZERS
+    from memtune.service.store.repository import Repository
+    from memtune.studies.tasks import TASKS
+
+    without_cm = [name for name in OPTIMIZERS.names() if name != "adam_cm"]
+    with server.db.session() as session:
+        Repository(session).record_nodes(
+            "w1",
+            [
+                {"node_id": "n1", "address": "10.0.0.1", "cpus": 8.0, "gpus": 0.0,
+                 "tasks": TASKS.names(), "optimizers": without_cm},
+            ],
+        )  # fmt: skip
+    cases = [
+        ({"resources": {"cpu": 1, "gpu": 1}}, ["body", "resources", "gpu"], "at most 0"),
+        ({"resources": {"cpu": 16}}, ["body", "resources", "cpu"], "at most 8"),
+        (
+            {"arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "adam_cm"}]},
+            ["body", "arms", "1", "optimizer"],
+            "'adam_cm' is installed on none of the 1 nodes",
+        ),
+    ]
+    with server.client() as client:
+        for change, loc, message in cases:
+            response = client.post("/studies", json={**SMOKE, **change})
+            assert response.status_code == 422, change
+            (detail,) = response.json()["detail"]
+            assert detail["loc"] == loc and message in detail["msg"]
+        assert client.post("/studies", json=SMOKE).status_code == 201
 
 
 # -- with a worker ----------------------------------------------------------------------------
@@ -230,6 +264,13 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
         done = _wait(client, study["id"], lambda s: s["status"] not in ("queued", "running"))
         assert done["status"] == "completed", done["error"]
         assert done["trials_done"] == 8
+        with worker_server.db.session() as session:  # the worker recorded what it runs on
+            from datetime import timedelta
+
+            from memtune.service.store.repository import Repository
+
+            (node,) = Repository(session).nodes(seen_within=timedelta(minutes=5))
+            assert node.cpus >= 1 and "digits_mlp" in node.tasks and "am_sgd" in node.optimizers
 
         verdict = client.get(f"/studies/{study['id']}/verdict").json()
         assert [a["arm"] for a in verdict["arms"]] == ["sgd", "am_sgd"]

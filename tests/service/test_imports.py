@@ -9,25 +9,10 @@ import textwrap
 
 import pytest
 
-SERVE_AND_USE = textwrap.dedent(
-    """
-    import socket, sys, threading, time
-    import httpx
-    from memtune.service import cli
+from tests.environments import SERVE_IN_THREAD
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    threading.Thread(
-        target=cli.main, args=(["serve", "--no-worker", "--port", str(port)],), daemon=True
-    ).start()
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    for _ in range(200):
-        try:
-            client.get("/health").raise_for_status()
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
+SERVE_AND_USE = SERVE_IN_THREAD + textwrap.dedent(
+    """
     spec = {"task": "digits_mlp", "arms": [{"optimizer": "sam", "fixed": {"base": "adamw"}}]}
     assert client.post("/studies", json=spec).status_code == 201
     bad = {"task": "digits_mlp", "arms": [{"optimizer": "am_sgd", "fixed": {"lam": -1}}]}

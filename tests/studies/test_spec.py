@@ -100,6 +100,13 @@ def test_defaults_come_from_the_task():
             "one arm",
         ),
         ({"colour": "blue"}, "colour", "Extra inputs"),
+        ({"schedule": {"warmup_fraction": 1.5}}, "schedule.warmup_fraction", "[0, 1)"),
+        ({"schedule": {"kind": "step"}}, "schedule.kind", "'cosine'"),
+        (
+            {"arms": [{"optimizer": "sgd", "fixed": {"warmup_fraction": 2}}]},
+            "arms.0.fixed.warmup_fraction",
+            "[0, 1)",
+        ),
     ],
 )
 def test_bad_spec_error_names_the_field_and_the_reason(changes, field, message):

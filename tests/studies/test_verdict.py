@@ -241,7 +241,7 @@ def test_tuning_curve_counts_a_diverged_search_trial_as_the_worst_finite_value()
     arm = {a.arm: a for a in verdict.arms}["am_sgd"]
     # search finals 0.9 and a diverged trial counted as 0.8 (the study's worst finite final)
     assert arm.tuning_curve == pytest.approx([0.85, 0.875])
-    assert arm.n_hyperparameters == 2
+    assert arm.n_hyperparameters == 3  # lr, lam and the schedule's warmup
 
 
 def test_verdict_records_how_it_was_made():

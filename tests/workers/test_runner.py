@@ -16,7 +16,7 @@ from memtune.service.cli import DEMO_SPEC
 from memtune.studies import stats
 from memtune.studies.spec import SpecError, load_spec, parse_spec
 from memtune.studies.verdict import decide
-from memtune.workers.cluster import ray_cluster
+from memtune.workers.cluster import node_inventory, ray_cluster
 from memtune.workers.runner import StudyCancelled, StudyRunner
 from memtune.workers.sinks import JsonFileSink, ResultsSink
 from tests.workers.flaky import crash_once_after_two_epochs
@@ -61,7 +61,7 @@ def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path):
     )
     arms = {a.arm: a for a in verdict.arms}
     assert set(arms["am_sgd"].seed_values) == {1, 2}
-    assert set(arms["am_sgd"].best_config) == {"lr", "lam"}
+    assert set(arms["am_sgd"].best_config) == {"lr", "lam", "warmup_fraction"}
     # The search never sees the test split; each seed re-run reports it once, at its end.
     search = [r for r in runner.records.values() if r.phase == "search"]
     assert all(not k.startswith("test_") for r in search for e in r.epochs for k in e.metrics)
@@ -205,3 +205,9 @@ def test_the_demo_study_end_to_end_reports_test_metrics_on_fresh_seeds_by_the_ru
         )
         assert comparison.outcome == expected, comparison
         print(f"demo: {comparison.arm} {comparison.outcome} (Holm p {comparison.p_adjusted:.3g})")
+
+
+def test_node_inventory_reports_each_nodes_resources_and_installed_names():
+    (node,) = node_inventory()
+    assert node["cpus"] == 2 and node["gpus"] == 0 and node["address"]
+    assert "digits_mlp" in node["tasks"] and "adam_cm" in node["optimizers"]

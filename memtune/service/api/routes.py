@@ -11,11 +11,11 @@ from memtune.service import services
 from memtune.service.api.deps import CallerDep, DatabaseDep, SettingsDep
 from memtune.service.schemas import (
     Health,
-    OptimizerPublic,
+    OptimizersPublic,
     StudiesPublic,
     StudyExtension,
     StudyPublic,
-    TaskPublic,
+    TasksPublic,
     TrialDetail,
     TrialsPublic,
 )
@@ -38,11 +38,14 @@ Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
 )
 def create_study(
     db: DatabaseDep,
+    settings: SettingsDep,
     caller: CallerDep,
     spec: Annotated[dict[str, Any], Body(examples=[SPEC_EXAMPLE])],
 ) -> StudyPublic:
     """Queues a study; a worker picks it up. The spec is validated here (422 names the field)."""
-    return services.create_study(db, caller=caller, spec=spec)
+    return services.create_study(
+        db, caller=caller, spec=spec, inventory_max_age_s=settings.inventory_max_age_s
+    )
 
 
 @router.get("/studies", response_model=StudiesPublic, tags=["studies"])
@@ -84,12 +87,21 @@ def cancel_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPubli
 
 @router.post("/studies/{study_id}/extend", response_model=StudyPublic, tags=["studies"])
 def extend_study(
-    db: DatabaseDep, caller: CallerDep, study_id: Id, extension: StudyExtension
+    db: DatabaseDep,
+    settings: SettingsDep,
+    caller: CallerDep,
+    study_id: Id,
+    extension: StudyExtension,
 ) -> StudyPublic:
     """Queues a completed study again with more seeds and/or arms; what ran is reused and the
     verdict is recomputed (422 names a bad field, 409 unless the study completed)."""
     return services.extend_study(
-        db, caller=caller, study_id=study_id, seeds=extension.seeds, arms=extension.arms
+        db,
+        caller=caller,
+        study_id=study_id,
+        seeds=extension.seeds,
+        arms=extension.arms,
+        inventory_max_age_s=settings.inventory_max_age_s,
     )
 
 
@@ -124,13 +136,15 @@ def export_study(
     )
 
 
-@router.get("/optimizers", response_model=list[OptimizerPublic], tags=["catalogue"])
-def list_optimizers() -> list[OptimizerPublic]:
+@router.get("/optimizers", response_model=OptimizersPublic, tags=["catalogue"])
+def list_optimizers() -> OptimizersPublic:
+    """The installed optimizers, built-in and plugins; plugins that failed to load in errors."""
     return services.list_optimizers()
 
 
-@router.get("/tasks", response_model=list[TaskPublic], tags=["catalogue"])
-def list_tasks() -> list[TaskPublic]:
+@router.get("/tasks", response_model=TasksPublic, tags=["catalogue"])
+def list_tasks() -> TasksPublic:
+    """The installed tasks, built-in and plugins; plugins that failed to load in errors."""
     return services.list_tasks()
 
 

@@ -152,3 +152,19 @@ class Metric(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     values: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Node(Base):
+    """A Ray node as a worker last saw it: what it can run (the inventory the API checks)."""
+
+    __tablename__ = "memtune_nodes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(100), unique=True)
+    worker_id: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(200))
+    cpus: Mapped[float] = mapped_column(Float)
+    gpus: Mapped[float] = mapped_column(Float)
+    tasks: Mapped[list[str]] = mapped_column(JSON)
+    optimizers: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

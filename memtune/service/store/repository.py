@@ -10,7 +10,7 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from memtune.service.store.models import ApiKey, Arm, Metric, Owner, Study, Trial, utcnow
+from memtune.service.store.models import ApiKey, Arm, Metric, Node, Owner, Study, Trial, utcnow
 from memtune.studies.records import StudyStatus, TrialState
 
 
@@ -294,3 +294,24 @@ class Repository:
             }
             for arm, n, value in rows
         }
+
+    # -- the node inventory ------------------------------------------------------------------
+
+    def record_nodes(self, worker_id: str, nodes: list[dict[str, Any]]) -> None:
+        """Upserts what a worker sees of the cluster, one row per Ray node."""
+        for seen in nodes:
+            node = self.session.scalar(select(Node).where(Node.node_id == seen["node_id"]))
+            if node is None:
+                node = Node(node_id=seen["node_id"])
+                self.session.add(node)
+            node.worker_id, node.updated_at = worker_id, utcnow()
+            for key in ("address", "cpus", "gpus", "tasks", "optimizers"):
+                setattr(node, key, seen[key])
+        self.session.flush()
+
+    def nodes(self, *, seen_within: timedelta) -> list[Node]:
+        """The nodes some worker reported recently (older rows are gone nodes)."""
+        since = utcnow() - seen_within
+        return list(
+            self.session.scalars(select(Node).where(Node.updated_at >= since).order_by(Node.id))
+        )

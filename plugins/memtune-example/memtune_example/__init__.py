@@ -1,0 +1,1 @@
+"""An example memtune plugin: the task ``wine_mlp`` and the optimizer ``lion``."""
