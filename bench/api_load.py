@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database, normalize_url
+from memtune.studies.verdict import ArmVerdict, Comparison, Verdict
 
 POSTGRES = os.environ.get("MEMTUNE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SPEC = {"name": "load", "task": "digits_mlp", "metric": "val_accuracy", "mode": "max"}
@@ -35,6 +36,16 @@ ARMS = [
     {"label": "sgd", "optimizer": "sgd", "baseline": True},
     {"label": "am_sgd", "optimizer": "am_sgd", "baseline": False},
 ]
+
+
+VERDICT = Verdict(
+    study="load",
+    task="digits_mlp",
+    metric="val_accuracy",
+    mode="max",
+    arms=[ArmVerdict(a["label"], a["optimizer"], a["baseline"], {"lr": 0.1}) for a in ARMS],
+    comparisons=[Comparison("am_sgd", "sgd", pairs=6, p_value=0.03, p_adjusted=0.03)],
+).to_dict()
 
 
 def fill(
@@ -49,10 +60,7 @@ def fill(
             study = repository.add_study(
                 owner=owner, spec={**SPEC, "name": f"load-{s}"}, arms=ARMS, total_trials=trials
             )
-            study.status, study.verdict = (
-                "completed",
-                {"arms": [], "comparisons": [], "study": "load"},
-            )
+            study.status, study.verdict = "completed", VERDICT
             study_ids.append(study.id)
             batch = [
                 repository.upsert_trial(

@@ -2,7 +2,8 @@
 
 memtune serve                 API + one worker on 127.0.0.1 (SQLite and a local Ray)
 memtune worker                a worker only (production: many, on one PostgreSQL)
-memtune apikey create --owner NAME
+memtune apikey create|list|revoke
+memtune submit STUDY.yaml [--url URL --key KEY --wait]; status ID; verdict ID; replay TRIAL_ID
 memtune demo                  the README's main command: serve, submit the demo, follow it
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -18,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from memtune.workers.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, build_parser
+from memtune.workers.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, build_parser
 
 log = logging.getLogger("memtune")
 DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
@@ -106,72 +108,181 @@ def _apikey(args: argparse.Namespace) -> int:
     from memtune.service import services
     from memtune.service.store.session import Database
 
-    key = services.create_api_key(Database(_settings(args).database_url), owner=args.owner)
-    print(key)
-    print(
-        f"API key for owner {args.owner!r}: shown once, only its hash is stored.", file=sys.stderr
-    )
+    db = Database(_settings(args).database_url)
+    if args.apikey_command == "create":
+        key = services.create_api_key(db, owner=args.owner)
+        print(key)
+        print(
+            f"API key for owner {args.owner!r}: shown once, only its hash is stored.",
+            file=sys.stderr,
+        )
+        return 0
+    if args.apikey_command == "list":
+        keys = services.list_api_keys(db)
+        for key in keys:
+            state = f"revoked {key['revoked_at']:%Y-%m-%d}" if key["revoked_at"] else "active"
+            print(
+                f"{key['prefix']}  {key['owner']:20s}  {key['created_at']:%Y-%m-%d %H:%M}  {state}"
+            )
+        if not keys:
+            print("no API keys: the service runs open, on loopback only", file=sys.stderr)
+        return 0
+    revoked = services.revoke_api_key(db, prefix=args.prefix)
+    if not revoked:
+        print(
+            f"error: no active key starts with {args.prefix!r} (memtune apikey list)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    print(f"revoked {revoked} key(s); servers forget them within a few seconds", file=sys.stderr)
+    return 0
+
+
+def _follow(client, study: dict, *, quiet: bool = False) -> int:
+    """Waits for a submitted study with a progress bar, then prints its verdict or error."""
+    from memtune.studies.records import StudyStatus
+    from memtune.studies.verdict import format_verdict
+
+    study = client.wait(study["id"], progress=not quiet)
+    if study["status"] != StudyStatus.COMPLETED:
+        print(f"study {study['id']} {study['status']}: {study['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_verdict(client.verdict(study["id"])))
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     """Starts the service, submits the demo study over REST, follows it, prints the verdict."""
     import httpx
-    import yaml
-    from tqdm import tqdm
 
-    from memtune.studies.records import StudyStatus
-    from memtune.studies.verdict import Verdict, format_verdict
+    from memtune.client import Client, MemtuneError
 
     base = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "memtune.service.cli", "serve", "--port", str(args.port)]
     )
     try:
-        client = httpx.Client(base_url=base, timeout=30)
-        for _ in range(120):
+        with Client(base) as client:
+            for _ in range(120):
+                try:
+                    httpx.get(f"{base}/health").raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if server.poll() is not None:
+                        print("error: the service did not start (see above)", file=sys.stderr)
+                        return EXIT_FAILED
+                    time.sleep(0.5)
             try:
-                client.get("/health").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if server.poll() is not None:
-                    print("error: the service did not start (see above)", file=sys.stderr)
-                    return 1
-                time.sleep(0.5)
-        spec = yaml.safe_load(Path(args.study).read_text())
-        response = client.post("/studies", json=spec)
-        if response.status_code != 201:
-            print(f"error: {response.status_code} {response.json()['detail']}", file=sys.stderr)
-            return 1
-        study = response.json()
-        print(
-            f"submitted study {study['id']} ({study['name']}); dashboard: {base}/  API: {base}/docs",
-            file=sys.stderr,
-        )
-        with tqdm(
-            total=study["trials_total"], unit="trial", desc=study["name"], mininterval=1.0
-        ) as bar:
-            while not StudyStatus(study["status"]).ended:
-                time.sleep(1.0)
-                study = client.get(f"/studies/{study['id']}").json()
-                best = ", ".join(
-                    f"{a['arm']} {a['best']:.4g}"
-                    for a in study["progress"]
-                    if a["best"] is not None
-                )
-                bar.set_postfix_str(best, refresh=False)
-                bar.update(study["trials_done"] - bar.n)
-        if study["status"] != StudyStatus.COMPLETED:
-            print(f"study {study['status']}: {study['error']}", file=sys.stderr)
-        else:
-            verdict = Verdict.from_dict(client.get(f"/studies/{study['id']}/verdict").json())
-            print(format_verdict(verdict))
+                study = client.submit(args.study)
+            except MemtuneError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return EXIT_FAILED
+            print(
+                f"submitted study {study['id']} ({study['name']}); "
+                f"dashboard: {base}/  API: {base}/docs",
+                file=sys.stderr,
+            )
+            _follow(client, study)
         print(f"\ndashboard: {base}/   API docs: {base}/docs   (Ctrl-C stops the service)")
         server.wait()
     except KeyboardInterrupt:
         pass
     finally:
         _stop(server, timeout=30)
+    return 0
+
+
+def _remote(handler):
+    """A command that talks to a service: --url and --key (or MEMTUNE_URL, MEMTUNE_API_KEY);
+    an API error is one line naming the field, exit 1 (2 for bad input)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from memtune.client import Client, MemtuneError
+
+        try:
+            with Client(args.url, args.key) as client:
+                return handler(client, args)
+        except MemtuneError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT if error.status == 422 else EXIT_FAILED
+        except OSError as error:  # no such file, connection refused
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return run
+
+
+def _submit(client, args: argparse.Namespace) -> int:
+    study = client.submit(args.study)
+    for warning in study.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"submitted study {study['id']} ({study['name']}) to {client.url}", file=sys.stderr)
+    print(study["id"])
+    return _follow(client, study, quiet=args.quiet) if args.wait else 0
+
+
+def _status(client, args: argparse.Namespace) -> int:
+    study = client.study(args.study_id)
+    print(
+        f"study {study['id']} {study['name']!r} on {study['task']}: {study['status']}, "
+        f"{study['trials_done']} / {study['trials_total']} trials"
+    )
+    for arm in study["progress"]:
+        best = arm["best"] if arm["best"] is not None else "-"
+        print(f"  {arm['arm']:14s} {arm['done']:>4d} / {arm['total']:<4d} best {best}")
+    for warning in study["warnings"]:
+        print(f"  warning: {warning}")
+    if study["error"]:
+        print(f"  error: {study['error']}")
+    return 0
+
+
+def _verdict(client, args: argparse.Namespace) -> int:
+    from memtune.studies.verdict import format_verdict
+
+    verdict = client.verdict(args.study_id)
+    print(json.dumps(verdict.to_dict(), default=str) if args.json else format_verdict(verdict))
+    return 0
+
+
+def _replay(client, args: argparse.Namespace) -> int:
+    """Re-runs one stored trial here, from its stored config and seed, epoch by epoch beside
+    what the study recorded."""
+    from memtune.studies.spec import parse_spec
+    from memtune.workers.training import TrialTraining
+
+    trial = client.trial(args.trial_id)
+    spec = parse_spec(
+        {k: v for k, v in client.study(trial["study_id"])["spec"].items() if k != "schema_version"}
+    )
+    arm = next(a for a in spec.arms if a.label == trial["arm"])
+    training = TrialTraining(
+        task=spec.task,
+        task_options=spec.task_options,
+        optimizer=arm.optimizer,
+        hyperparameters=trial["config"],
+        seed=trial["seed"],
+        smoke=spec.smoke,
+        device=args.device,
+        epochs=spec.arm_epochs(arm),
+        schedule={
+            "kind": spec.schedule.kind,
+            "floor": spec.schedule.floor,
+            "warmup_fraction": spec.warmup_fraction(arm),
+        },
+    )
+    metric = spec.resolved_metric
+    stored = {h["epoch"]: h["values"].get(metric) for h in trial["history"]}
+    epochs = args.epochs or spec.arm_epochs(arm)
+    print(f"trial {trial['id']}: {trial['arm']} seed {trial['seed']} {trial['config']}")
+    for _ in range(epochs):
+        result = training.run_epoch(test=trial["phase"] == "seed" and training.epoch + 1 == epochs)
+        print(
+            f"  epoch {result.epoch}: {metric} {result.value(metric)!s:>22s}  "
+            f"stored {stored.get(result.epoch)!s:>22s}" + ("  diverged" if result.diverged else "")
+        )
+        if result.diverged:
+            break
     return 0
 
 
@@ -198,6 +309,35 @@ def build_service_parser() -> argparse.ArgumentParser:
     create = apikey_commands.add_parser("create", help="create a key for an owner; prints it once")
     create.add_argument("--owner", required=True, help="owner name (created if new)")
     create.set_defaults(handler=_apikey)
+    listing = apikey_commands.add_parser("list", help="every key: prefix, owner, created, state")
+    listing.set_defaults(handler=_apikey)
+    revoke = apikey_commands.add_parser("revoke", help="revoke the keys starting with a prefix")
+    revoke.add_argument("prefix", help="the key's first characters, as `apikey list` shows")
+    revoke.set_defaults(handler=_apikey)
+
+    def remote(name: str, help: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        command.add_argument("--url", help="the service (default MEMTUNE_URL or 127.0.0.1:8000)")
+        command.add_argument("--key", help="API key (default MEMTUNE_API_KEY)")
+        return command
+
+    submit = remote("submit", "submit a study spec to a service (YAML or JSON)")
+    submit.add_argument("study", type=Path, help="study spec, YAML or JSON")
+    submit.add_argument("--wait", action="store_true", help="follow it, then print the verdict")
+    submit.add_argument("--quiet", action="store_true", help="no progress bar")
+    submit.set_defaults(handler=_remote(_submit))
+    status = remote("status", "a study's status and progress per arm")
+    status.add_argument("study_id", type=int)
+    status.set_defaults(handler=_remote(_status))
+    verdict = remote("verdict", "a completed study's verdict, as a table (or --json)")
+    verdict.add_argument("study_id", type=int)
+    verdict.add_argument("--json", action="store_true")
+    verdict.set_defaults(handler=_remote(_verdict))
+    replay = remote("replay", "re-run one trial here from its stored config and seed")
+    replay.add_argument("trial_id", type=int)
+    replay.add_argument("--epochs", type=int, help="default: the study's")
+    replay.add_argument("--device", default="cpu")
+    replay.set_defaults(handler=_remote(_replay))
 
     demo = commands.add_parser(
         "demo", help="serve, submit the demo study over REST, follow it, print the verdict"

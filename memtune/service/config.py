@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     poll_s: float = Field(
         1.0, gt=0, description="how often an idle worker looks for queued studies"
     )
+    max_body_bytes: int = Field(
+        1_000_000, gt=0, description="a request body over this size is answered 413 unread"
+    )
+    max_active_studies: int = Field(
+        20, ge=1, description="per owner: queued and running studies; past it, 429"
+    )
+    auth_cache_s: float = Field(
+        5.0, ge=0, description="how long a key's owner is remembered (a revoke takes this long)"
+    )
     inventory_s: float = Field(
         60.0, gt=0, description="how often an idle worker re-records the cluster's nodes"
     )

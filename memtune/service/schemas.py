@@ -5,18 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from memtune.studies.nonfinite import json_float, to_json
+from memtune.studies.nonfinite import JsonObject, Number
 from memtune.studies.records import Phase, StudyStatus, TrialState
+from memtune.studies.spec import ArmSpec
 
-# Every number a response carries goes out through memtune.studies.nonfinite: NaN and +-inf as
-# the strings "nan", "inf", "-inf" (pydantic would write null, and a diverged trial would look
-# like an unfinished one).
-Number = Annotated[
-    float, PlainSerializer(json_float, return_type=float | str, when_used="json-unless-none")
-]
-JsonObject = Annotated[dict[str, Any], PlainSerializer(to_json, when_used="json-unless-none")]
+# Every number a response carries goes out through memtune.studies.nonfinite (Number,
+# JsonObject): NaN and +-inf as the strings "nan", "inf", "-inf".
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -25,6 +21,18 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str] = Field(description="where: 'body', 'query', 'path' or 'header', then names")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error memtune's API answers."""
+
+    detail: list[ErrorDetail]
 
 
 class ArmProgress(BaseModel):
@@ -57,6 +65,9 @@ class StudyPublic(BaseModel):
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
     spec: JsonObject
+    spec_schema_version: int = Field(
+        description="the spec's schema: 2 since held-out splits and fresh seeds; 1 before"
+    )
 
 
 class StudiesPublic(BaseModel):
@@ -86,7 +97,7 @@ class TrialPublic(BaseModel):
 
 class TrialsPublic(BaseModel):
     data: list[TrialPublic]
-    count: int
+    count: int = Field(description="all the study's trials, across pages")
 
 
 class EpochMetrics(BaseModel):
@@ -99,6 +110,7 @@ class EpochMetrics(BaseModel):
 
 class TrialDetail(TrialPublic):
     history: list[EpochMetrics]
+    traceback: str | None = Field(None, description="the full error of a failed trial")
 
 
 class OptimizerPublic(BaseModel):
@@ -157,7 +169,15 @@ class Health(BaseModel):
 class StudyExtension(BaseModel):
     """More seeds for every arm, and/or new arms (each searched with the study's budget)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={  # at least one of the two is not empty
+            "anyOf": [
+                {"required": ["seeds"], "properties": {"seeds": {"minItems": 1}}},
+                {"required": ["arms"], "properties": {"arms": {"minItems": 1}}},
+            ]
+        },
+    )
 
     seeds: list[int] = Field(default_factory=list, max_length=1000)
-    arms: list[dict[str, Any]] = Field(default_factory=list, max_length=32)
+    arms: list[ArmSpec] = Field(default_factory=list, max_length=32)

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import io
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +36,20 @@ from memtune.service.store.repository import NotFound, Repository
 from memtune.service.store.session import Database
 from memtune.studies.nonfinite import to_json
 from memtune.studies.records import StudyStatus
+from memtune.studies.spec import StudySpec
+from memtune.studies.verdict import Verdict
 
-__all__ = ["Caller", "Conflict", "InvalidSpec", "NotFound", "Unauthorized"]
+__all__ = ["Caller", "Conflict", "InvalidSpec", "NotFound", "TooMany", "Unauthorized"]
 
 OPEN_OWNER = "local"
 
 
 class Unauthorized(PermissionError):
     """No valid API key where one is needed."""
+
+
+class TooMany(RuntimeError):
+    """An owner's queued and running studies are at the configured cap."""
 
 
 class Conflict(RuntimeError):
@@ -74,7 +81,30 @@ def create_api_key(db: Database, *, owner: str) -> str:
     with db.session() as session:
         repository = Repository(session)
         repository.add_api_key(repository.owner_named(owner, create=True), hash_key(key), key[:10])
+    _AUTHENTICATED.clear()
     return key
+
+
+def list_api_keys(db: Database) -> list[dict[str, Any]]:
+    """Every key: its prefix (the first characters, to tell keys apart), owner and dates."""
+    with db.session() as session:
+        return [
+            {
+                "prefix": key.prefix,
+                "owner": key.owner.name,
+                "created_at": key.created_at,
+                "revoked_at": key.revoked_at,
+            }
+            for key in Repository(session).api_keys()
+        ]
+
+
+def revoke_api_key(db: Database, *, prefix: str) -> int:
+    """Revokes the keys that start with ``prefix``; returns how many (0: none matched)."""
+    with db.session() as session:
+        revoked = Repository(session).revoke_api_keys(prefix)
+    _AUTHENTICATED.clear()
+    return revoked
 
 
 def is_open(db: Database, settings: Settings) -> bool:
@@ -83,18 +113,38 @@ def is_open(db: Database, settings: Settings) -> bool:
         return not settings.admin_key and not Repository(session).has_api_keys()
 
 
+# (database url, key hash or None, whether an admin key is set) -> (expiry, the caller or the
+# refusal); a few seconds of memory so that a request costs no authentication query (a revoke
+# takes effect within them).
+_AUTHENTICATED: dict[tuple[str, str | None, bool], tuple[float, Caller | Unauthorized]] = {}
+
+
 def authenticate(db: Database, settings: Settings, *, key: str | None) -> Caller:
     if key and settings.admin_key and hmac.compare_digest(key, settings.admin_key):
         return Caller(owner_id=None, owner="admin")
+    cache_key = (db.url, hash_key(key) if key else None, bool(settings.admin_key))
+    cached = _AUTHENTICATED.get(cache_key)
+    if cached is None or cached[0] < time.monotonic():
+        cached = (time.monotonic() + settings.auth_cache_s, _authenticate(db, settings, key))
+        if len(_AUTHENTICATED) > 10_000:  # bounded: random keys cannot grow it forever
+            _AUTHENTICATED.clear()
+        _AUTHENTICATED[cache_key] = cached
+    if isinstance(cached[1], Unauthorized):
+        raise cached[1]
+    return cached[1]
+
+
+def _authenticate(db: Database, settings: Settings, key: str | None) -> Caller | Unauthorized:
+    """One query: the key's owner, or (no key) whether keys exist and the open owner."""
     with db.session() as session:
         repository = Repository(session)
         if key:
             owner = repository.owner_of_key(hash_key(key))
             if owner is not None:
                 return Caller(owner_id=owner.id, owner=owner.name)
-            raise Unauthorized("invalid API key")
+            return Unauthorized("invalid API key")
         if settings.admin_key or repository.has_api_keys():
-            raise Unauthorized("an API key is required (header X-API-Key)")
+            return Unauthorized("an API key is required (header X-API-Key)")
         owner = repository.owner_named(OPEN_OWNER, create=True)
         return Caller(owner_id=owner.id, owner=owner.name)
 
@@ -102,30 +152,41 @@ def authenticate(db: Database, settings: Settings, *, key: str | None) -> Caller
 # -- studies -------------------------------------------------------------------------------
 
 
-def _study_public(repository: Repository, study: Study) -> StudyPublic:
-    mode = study.spec["mode"]  # resolved when the study was created
-    progress = repository.progress(study.id, mode)
+def _study_public(
+    repository: Repository,
+    study: Study,
+    progress: dict[str, dict[str, Any]] | None = None,
+    owners: dict[int, str] | None = None,
+) -> StudyPublic:
+    """A study as the API shows it; a page of studies passes its progress and owners, read
+    for the whole page at once."""
+    mode = study.spec.get("mode", "max")  # resolved when the study was created
+    if progress is None:
+        progress = repository.progress([study.id])[study.id]
+    if owners is None:
+        owners = repository.owner_names([study.owner_id] if study.owner_id else [])
     per_arm_total = study.total_trials // max(len(study.arms), 1)
-    arms = [
-        ArmProgress(
-            arm=arm.label,
-            optimizer=arm.optimizer,
-            baseline=arm.baseline,
-            done=progress.get(arm.label, {}).get("done", 0),
-            total=per_arm_total,
-            best=progress.get(arm.label, {}).get("best"),
+    arms = []
+    for arm in study.arms:
+        seen = progress.get(arm.label, {})
+        arms.append(
+            ArmProgress(
+                arm=arm.label,
+                optimizer=arm.optimizer,
+                baseline=arm.baseline,
+                done=seen.get("done", 0),
+                total=per_arm_total,
+                best=seen.get("min" if mode == "min" else "max"),
+            )
         )
-        for arm in study.arms
-    ]
-    owner = repository.session.get(Owner, study.owner_id) if study.owner_id else None
     return StudyPublic(
         id=study.id,
         name=study.name,
         task=study.task,
-        owner=owner.name if owner else None,
+        owner=owners.get(study.owner_id) if study.owner_id else None,
         status=study.status,
         cancel_requested=study.cancel_requested,
-        metric=study.spec["metric"],
+        metric=study.spec.get("metric", ""),
         mode=mode,
         trials_done=sum(a.done for a in arms),
         trials_total=study.total_trials,
@@ -136,6 +197,7 @@ def _study_public(repository: Repository, study: Study) -> StudyPublic:
         started_at=study.started_at,
         finished_at=study.finished_at,
         spec=study.spec,
+        spec_schema_version=int(study.spec.get("schema_version", 1)),
     )
 
 
@@ -172,29 +234,39 @@ def _check_inventory(repository: Repository, parsed: Any, max_age_s: float) -> N
             )
 
 
-def create_study(
-    db: Database, *, caller: Caller, spec: dict[str, Any], inventory_max_age_s: float = 600.0
-) -> StudyPublic:
-    from memtune.studies.spec import SpecError, parse_spec
+def _check_capacity(repository: Repository, owner: Owner, max_active: int) -> None:
+    active = repository.active_studies(owner.id)
+    if active >= max_active:
+        raise TooMany(
+            f"{owner.name} has {active} studies queued or running (the cap is {max_active}, "
+            "MEMTUNE_MAX_ACTIVE_STUDIES): wait for one to end, or cancel one"
+        )
 
-    try:
-        parsed = parse_spec(spec)
-    except SpecError as error:
-        raise InvalidSpec(error.field, error.message) from None
-    resolved, arms = _queueable(parsed)
+
+def create_study(
+    db: Database,
+    *,
+    caller: Caller,
+    spec: StudySpec,
+    inventory_max_age_s: float = 600.0,
+    max_active: int = 20,
+) -> StudyPublic:
+    """Queues ``spec`` (validated by its model, without torch) for a worker."""
+    resolved, arms = _queueable(spec)
     with db.session() as session:
         repository = Repository(session)
-        _check_inventory(repository, parsed, inventory_max_age_s)
+        _check_inventory(repository, spec, inventory_max_age_s)
         if caller.owner_id is None:  # the admin submits as the owner "admin"
             owner = repository.owner_named("admin", create=True)
         else:
             owner = session.get(Owner, caller.owner_id)
+        _check_capacity(repository, owner, max_active)
         study = repository.add_study(
             owner=owner,
             spec=resolved,
             arms=arms,
-            total_trials=parsed.total_trials,
-            warnings=parsed.warnings,
+            total_trials=spec.total_trials,
+            warnings=spec.warnings,
         )
         return _study_public(repository, study)
 
@@ -215,8 +287,9 @@ def extend_study(
     caller: Caller,
     study_id: int,
     seeds: list[int],
-    arms: list[dict[str, Any]],
+    arms: list[Any],
     inventory_max_age_s: float = 600.0,
+    max_active: int = 20,
 ) -> StudyPublic:
     """Queues a completed study again with more seeds and/or arms. Everything that already ran
     is reused; the new seeds re-run each arm's chosen config, a new arm gets its own search;
@@ -233,12 +306,16 @@ def extend_study(
         spec = {k: v for k, v in study.spec.items() if k not in ("metric", "mode")}
         spec["metric"], spec["mode"] = study.spec.get("metric"), study.spec.get("mode")
         spec["seeds"] = [*(spec.get("seeds") or []), *seeds]
-        spec["arms"] = [*(spec.get("arms") or []), *arms]
+        spec["arms"] = [
+            *(spec.get("arms") or []),
+            *(a.model_dump() if hasattr(a, "model_dump") else a for a in arms),
+        ]
         try:
             parsed = parse_spec(spec)
         except SpecError as error:
             raise InvalidSpec(error.field, error.message) from None
         _check_inventory(repository, parsed, inventory_max_age_s)
+        _check_capacity(repository, session.get(Owner, study.owner_id), max_active)
         resolved, arm_rows = _queueable(parsed)
         repository.reopen_study(
             study,
@@ -270,7 +347,12 @@ def list_studies(
             offset=offset,
             limit=limit,
         )
-        return StudiesPublic(data=[_study_public(repository, s) for s in rows], count=count)
+        progress = repository.progress([s.id for s in rows])  # one query for the page
+        owners = repository.owner_names([s.owner_id for s in rows if s.owner_id])
+        return StudiesPublic(
+            data=[_study_public(repository, s, progress[s.id], owners) for s in rows],
+            count=count,
+        )
 
 
 def get_study(db: Database, *, caller: Caller, study_id: int) -> StudyPublic:
@@ -297,12 +379,14 @@ def _trial_public(trial: Trial) -> TrialPublic:
     return TrialPublic.model_validate(trial)
 
 
-def list_trials(db: Database, *, caller: Caller, study_id: int) -> TrialsPublic:
+def list_trials(
+    db: Database, *, caller: Caller, study_id: int, offset: int = 0, limit: int = 100
+) -> TrialsPublic:
     with db.session() as session:
         repository = Repository(session)
         repository.find_study(study_id, caller.owner_id)
-        trials = [_trial_public(t) for t in repository.trials_of(study_id)]
-        return TrialsPublic(data=trials, count=len(trials))
+        rows, count = repository.trials_page(study_id, offset=offset, limit=limit)
+        return TrialsPublic(data=[_trial_public(t) for t in rows], count=count)
 
 
 def get_trial(db: Database, *, caller: Caller, trial_id: int) -> TrialDetail:
@@ -315,17 +399,19 @@ def get_trial(db: Database, *, caller: Caller, trial_id: int) -> TrialDetail:
             history=[
                 EpochMetrics(epoch=m.epoch, attempt=m.attempt, values=m.values) for m in history
             ],
+            traceback=trial.traceback,
         )
 
 
-def get_verdict(db: Database, *, caller: Caller, study_id: int) -> dict[str, Any]:
+def get_verdict(db: Database, *, caller: Caller, study_id: int) -> Verdict:
+    """The verdict as stored, read through its schema (verdicts of schema 1 upgraded)."""
     with db.session() as session:
         study = Repository(session).find_study(study_id, caller.owner_id)
         if study.status != StudyStatus.COMPLETED or study.verdict is None:
             raise Conflict(
                 f"study {study_id} is {study.status}: the verdict comes when it completes"
             )
-        return to_json(study.verdict)
+        return Verdict.from_dict(study.verdict)
 
 
 def export_study(db: Database, *, caller: Caller, study_id: int, format: str) -> tuple[str, str]:
@@ -380,7 +466,7 @@ def _errors(registry: Any) -> list[PluginErrorPublic]:
     return [PluginErrorPublic(**vars(error)) for error in registry.errors]
 
 
-def list_optimizers() -> OptimizersPublic:
+def list_optimizers(*, offset: int = 0, limit: int = 100) -> OptimizersPublic:
     from memtune.optimizers import OPTIMIZERS
 
     data = [
@@ -398,10 +484,12 @@ def list_optimizers() -> OptimizersPublic:
         )
         for spec in OPTIMIZERS
     ]
-    return OptimizersPublic(data=data, count=len(data), errors=_errors(OPTIMIZERS))
+    return OptimizersPublic(
+        data=data[offset : offset + limit], count=len(data), errors=_errors(OPTIMIZERS)
+    )
 
 
-def list_tasks() -> TasksPublic:
+def list_tasks(*, offset: int = 0, limit: int = 100) -> TasksPublic:
     from memtune.studies.tasks import TASKS
 
     data = [
@@ -419,4 +507,4 @@ def list_tasks() -> TasksPublic:
         )
         for task in TASKS
     ]
-    return TasksPublic(data=data, count=len(data), errors=_errors(TASKS))
+    return TasksPublic(data=data[offset : offset + limit], count=len(data), errors=_errors(TASKS))

@@ -81,6 +81,7 @@ class StoreSink(ResultsSink):
             "final_metric": record.final(self.metric, self.mode) if ended else None,
             "summary": record.epochs[-1].costs() if record.epochs else None,
             "error": record.error,
+            "traceback": record.traceback,
         }
 
     def trial_started(self, record: TrialRecord) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-__all__ = ["STORE_MARK", "from_store", "json_float", "to_json", "to_store"]
+from pydantic import PlainSerializer
+
+__all__ = ["STORE_MARK", "JsonObject", "Number", "from_store", "json_float", "to_json", "to_store"]
 
 STORE_MARK = "$float"
 
@@ -58,3 +60,12 @@ def from_store(value: Any) -> Any:
     if isinstance(value, list):
         return [from_store(v) for v in value]
     return value
+
+
+# Typed fields that go out through this encoding: a float written as a number or as its name
+# (pydantic alone writes NaN and inf as null, and a diverged trial would look unfinished).
+# Read back, pydantic's lax float parsing takes the names too.
+Number = Annotated[
+    float, PlainSerializer(json_float, return_type=float | str, when_used="json-unless-none")
+]
+JsonObject = Annotated[dict[str, Any], PlainSerializer(to_json, when_used="json-unless-none")]

@@ -182,9 +182,10 @@ class TrialRecord:
     config: dict[str, Any]
     state: TrialState = TrialState.RUNNING
     epochs: list[EpochResult] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # the last line of a failure
     attempt: int = 1  # 2 after one failure and a restart from the checkpoint
     repeat: int = 0
+    traceback: str | None = None  # all of it
 
     def final(self, metric: str, mode: Mode) -> float:
         """The last epoch's value; the worst value if the trial diverged or has no epoch."""

@@ -40,6 +40,7 @@ __all__ = [
     "StudySpec",
     "UnknownNameError",
     "load_spec",
+    "locate",
     "parse_spec",
 ]
 
@@ -121,7 +122,11 @@ class Schedule(_Model):
 
 
 class ArmSpec(_Model):
-    optimizer: str = Field(description="a name from the optimizer registry (GET /optimizers)")
+    optimizer: str = Field(
+        description="a name from the optimizer registry (GET /optimizers)",
+        # The installed names, in the OpenAPI schema: generated clients know them.
+        json_schema_extra=lambda schema: schema.update(enum=OPTIMIZERS.names()),
+    )
     name: str | None = Field(None, description="label of the arm; defaults to the optimizer name")
     fixed: dict[str, Any] = Field(
         default_factory=dict, description="hyperparameters pinned, not searched"
@@ -220,9 +225,18 @@ class Resources(_Model):
     gpu: float = Field(0.0, ge=0, description="GPU fraction per trial")
 
 
+SPEC_SCHEMA_VERSION = 2  # 2: held-out splits, fresh seeds, schedules; stored specs keep theirs
+
+
 class StudySpec(_Model):
+    schema_version: int = Field(
+        SPEC_SCHEMA_VERSION, ge=1, le=SPEC_SCHEMA_VERSION, description="the spec's schema"
+    )
     name: str = Field("study", min_length=1, max_length=200)
-    task: str = Field(description="a name from the task registry (GET /tasks)")
+    task: str = Field(
+        description="a name from the task registry (GET /tasks)",
+        json_schema_extra=lambda schema: schema.update(enum=TASKS.names()),
+    )
     task_options: dict[str, Any] = Field(default_factory=dict)
     arms: list[ArmSpec] = Field(min_length=1, max_length=32)
     budget: Budget = Field(default_factory=Budget)
@@ -377,21 +391,24 @@ def _format_errors(error: ValidationError) -> str:
     )
 
 
+def locate(error: Mapping[str, Any]) -> tuple[list[str], str]:
+    """Where one of pydantic's errors of a spec points, and why: whole-model checks prefix
+    their message with the field they blame ("fixed.lr: ..."), which moves into the path."""
+    location = [str(part) for part in error["loc"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    blamed = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, flags=re.DOTALL)
+    if error["type"] == "value_error" and blamed:
+        location += blamed[1].split(".")
+        message = blamed[2]
+    return location, message
+
+
 def parse_spec(data: Mapping[str, Any]) -> StudySpec:
     """A StudySpec from a dict; raises SpecError naming the first bad field."""
     try:
         return StudySpec.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        location, message = (
-            [str(part) for part in first["loc"]],
-            first["msg"].removeprefix("Value error, "),
-        )
-        # Whole-model checks prefix their message with the field they blame: move it to the path.
-        blamed = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, flags=re.DOTALL)
-        if first["type"] == "value_error" and blamed:
-            location.append(blamed[1])
-            message = blamed[2]
+        location, message = locate(error.errors()[0])
         raise SpecError(".".join(location) or "spec", message) from None
 
 

@@ -30,6 +30,7 @@ from pydantic import TypeAdapter
 
 from memtune.optimizers import CategoricalParam
 from memtune.studies import stats
+from memtune.studies.nonfinite import Number
 from memtune.studies.records import Phase, TrialRecord, TrialState, best_value, worst_value
 from memtune.studies.spec import SCHEDULE_PARAMS, ArmSpec, StudySpec
 
@@ -73,27 +74,27 @@ class ArmVerdict:
     range_warnings: list[str] = field(default_factory=list)
     search_trials: int = 0
     search_diverged: int = 0
-    seed_values: dict[int, float] = field(default_factory=dict)  # headline; worst if diverged
+    seed_values: dict[int, Number] = field(default_factory=dict)  # headline; worst if diverged
     seeds_diverged: int = 0
     seeds_errored: list[int] = field(default_factory=list)
-    mean: float | None = None  # over finite seeds; a 0/1 metric: the rate
-    ci_low: float | None = None  # t-interval (Clopper-Pearson for a rate)
-    ci_high: float | None = None
-    validation_mean: float | None = None  # the selection metric, same seeds
-    time_to_target_s: float | None = None  # median over seeds; None when most missed
-    time_to_target_evaluations: float | None = None  # the same in gradient evaluations
-    target_hit_rate: float | None = None
-    target_ratio: float | None = None  # time to target / the fastest arm's (inf: never)
-    mean_step_time_s: float | None = None  # optimizer.step() alone
+    mean: Number | None = None  # over finite seeds; a 0/1 metric: the rate
+    ci_low: Number | None = None  # t-interval (Clopper-Pearson for a rate)
+    ci_high: Number | None = None
+    validation_mean: Number | None = None  # the selection metric, same seeds
+    time_to_target_s: Number | None = None  # median over seeds; None when most missed
+    time_to_target_evaluations: Number | None = None  # the same in gradient evaluations
+    target_hit_rate: Number | None = None
+    target_ratio: Number | None = None  # time to target / the fastest arm's (inf: never)
+    mean_step_time_s: Number | None = None  # optimizer.step() alone
     step_impl: str | None = None  # fused, foreach or forloop
-    gradient_evaluations_per_step: float | None = None
+    gradient_evaluations_per_step: Number | None = None
     passes_per_step: int = 1
-    state_bytes: float | None = None
-    peak_memory_mb: float | None = None
-    mean_beta: float | None = None
+    state_bytes: Number | None = None
+    peak_memory_mb: Number | None = None
+    mean_beta: Number | None = None
     n_hyperparameters: int = 0
-    tuning_curve: list[float] = field(default_factory=list)  # expected best after n trials
-    repeat_means: list[float | None] = field(default_factory=list)  # one per search repeat
+    tuning_curve: list[Number] = field(default_factory=list)  # expected best after n trials
+    repeat_means: list[Number | None] = field(default_factory=list)  # one per search repeat
     note: str | None = None
 
 
@@ -104,14 +105,14 @@ class Comparison:
     test: str = "signed-rank"
     pairs: int = 0  # seeds where both runs ended (diverged ones included)
     finite_pairs: int = 0
-    mean_difference: float | None = None  # arm - baseline over finite pairs, metric units
-    ci_low: float | None = None
-    ci_high: float | None = None
-    relative_difference_pct: float | None = None  # of the baseline's mean on those seeds
-    standardized_difference: float | None = None  # mean / sd of the differences
-    p_value: float | None = None
-    p_adjusted: float | None = None  # Holm over the arms compared with the baseline
-    min_attainable_p: float | None = None
+    mean_difference: Number | None = None  # arm - baseline over finite pairs, metric units
+    ci_low: Number | None = None
+    ci_high: Number | None = None
+    relative_difference_pct: Number | None = None  # of the baseline's mean on those seeds
+    standardized_difference: Number | None = None  # mean / sd of the differences
+    p_value: Number | None = None
+    p_adjusted: Number | None = None  # Holm over the arms compared with the baseline
+    min_attainable_p: Number | None = None
     outcome: Outcome = "no clear difference"
     reason: str | None = None
 
@@ -126,7 +127,7 @@ class Verdict:
     comparisons: list[Comparison]
     headline_metric: str | None = None  # what the statistics report (test split if any)
     held_out: bool = False
-    target: float | None = None
+    target: Number | None = None
     target_source: str | None = None
     alpha: float = ALPHA
     rules: list[str] = field(default_factory=lambda: list(RULES))
@@ -167,9 +168,12 @@ def _upgrade_v1(data: Mapping[str, Any]) -> dict[str, Any]:
                 "reason": f"schema 1 verdict: {outcome} (bootstrap interval, no Holm)",
             }
         )
-    keep = {"study", "task", "metric", "mode", "target"}
     return {
-        **{k: v for k, v in data.items() if k in keep},
+        "study": data.get("study", ""),
+        "task": data.get("task", ""),
+        "metric": data.get("metric", ""),
+        "mode": data.get("mode", "max"),
+        "target": data.get("target"),
         "headline_metric": data.get("metric"),
         "arms": arms,
         "comparisons": comparisons,

@@ -130,7 +130,9 @@ class _Recorder(_DriverOnly, tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
         record.state = TrialState.ERROR
-        record.error = _error_text(trial)
+        record.traceback = _error_text(trial)
+        lines = [line for line in record.traceback.splitlines() if line.strip()]
+        record.error = lines[-1] if lines else "the trial failed"
         self._finish(record)
 
     def _finish(self, record: TrialRecord) -> None:
@@ -139,13 +141,13 @@ class _Recorder(_DriverOnly, tune.Callback):
 
 
 def _error_text(trial: Any) -> str:
+    """The trial's error as Tune wrote it (the traceback)."""
     path = getattr(trial, "error_file", None)
     try:
         text = Path(path).read_text() if path else ""
     except OSError:
         text = ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "the trial failed"
+    return text.strip() or "the trial failed"
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class StudyRunner:
         progress: Callable[[StudyRunner], None] = _no_progress,
         optuna_storage: str | optuna.storages.BaseStorage | None = None,
         study_key: str | None = None,
-        max_failures: int = 2,
+        max_failures: int = 1,  # a failed trial is retried once from its checkpoint
         trainable: Callable[[dict[str, Any]], None] = train_trial,
         previous: Iterable[TrialRecord] = (),
     ) -> None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
+from memtune.client import Client, MemtuneError
 from memtune.service import services
 from memtune.service.api.app import create_app
 from memtune.service.config import Settings
@@ -117,6 +118,71 @@ def test_malformed_body_is_422_without_a_stack_trace(server, body):
     assert "Traceback" not in response.text
 
 
+def test_a_body_over_the_limit_is_413_before_it_is_read(server):
+    big = b'{"name": "' + b"x" * 2_000_000 + b'"}'
+    with server.client() as client:
+        sized = client.post("/studies", content=big, headers={"Content-Type": "application/json"})
+        chunked = client.post(
+            "/studies",
+            content=(big[i : i + 65536] for i in range(0, len(big), 65536)),  # no length
+            headers={"Content-Type": "application/json"},
+        )
+    for response in (sized, chunked):
+        assert response.status_code == 413
+        (detail,) = response.json()["detail"]
+        assert detail["loc"] == ["body"] and detail["type"] == "too_large"
+
+
+def test_an_undecodable_body_has_the_documented_error_shape(server):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with server.client() as client:
+        response = client.post(
+            "/studies", content=deep, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 422
+    (detail,) = response.json()["detail"]
+    assert set(detail) == {"loc", "msg", "type"} and detail["loc"][0] == "body"
+
+
+def test_an_owner_past_the_cap_of_active_studies_gets_429(server):
+    server.server.config.app.state.settings = Settings(
+        database_url=server.db.url, max_active_studies=2
+    )
+    with server.client() as client:
+        first = client.post("/studies", json=SMOKE).json()
+        assert client.post("/studies", json=SMOKE).status_code == 201
+        refused = client.post("/studies", json=SMOKE)
+        assert refused.status_code == 429 and "cap is 2" in refused.json()["detail"][0]["msg"]
+        client.post(f"/studies/{first['id']}/cancel")  # one ends: room again
+        assert client.post("/studies", json=SMOKE).status_code == 201
+
+
+def test_trials_come_a_page_at_a_time_with_the_total_and_the_full_error(server):
+    from memtune.service.store.repository import Repository
+
+    with server.client() as client:
+        study = client.post("/studies", json=SMOKE).json()
+    with server.db.session() as session:
+        repository = Repository(session)
+        for i in range(5):
+            repository.upsert_trial(
+                study["id"], f"t{i}", arm="sgd", phase="search", seed=0, config={},
+                state="error", error="RuntimeError: boom",
+                traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom",
+            )  # fmt: skip
+    with server.client() as client:
+        page = client.get(f"/studies/{study['id']}/trials", params={"limit": 2, "offset": 3})
+        assert page.json()["count"] == 5 and len(page.json()["data"]) == 2
+        trial = client.get(f"/trials/{page.json()['data'][0]['id']}").json()
+        assert trial["error"] == "RuntimeError: boom" and trial["traceback"].startswith("Traceback")
+
+
+def test_timestamps_carry_their_utc_offset(server):
+    with server.client() as client:
+        study = client.post("/studies", json=SMOKE).json()
+    assert study["created_at"].endswith("Z") and study["spec_schema_version"] == 2
+
+
 def test_missing_studies_and_trials_are_404(server):
     with server.client() as client:
         assert client.get("/studies/999").status_code == 404
@@ -141,6 +207,19 @@ def test_keys_separate_owners_and_a_missing_key_is_401(server):
         assert anonymous.get("/studies").status_code == 401
         assert as_alice.get("/studies", headers={"X-API-Key": "mt_wrong"}).status_code == 401
         assert as_alice.get("/studies").json()["count"] == 1
+
+
+def test_keys_are_listed_by_prefix_and_a_revoked_key_is_refused(server):
+    key = services.create_api_key(server.db, owner="carol")
+    env = {"DATABASE_URL": server.db.url}
+    listed = _memtune("apikey", "list", env=env).stdout
+    assert key[:10] in listed and "carol" in listed and "active" in listed
+    with server.client(key) as client:
+        assert client.get("/studies").status_code == 200
+        _memtune("apikey", "revoke", key[:10], env=env)
+        services._AUTHENTICATED.clear()  # what the auth cache's few seconds would do
+        assert client.get("/studies").status_code == 401
+    assert "revoked" in _memtune("apikey", "list", env=env).stdout
 
 
 def test_admin_key_sees_every_owner(tmp_path):
@@ -244,6 +323,18 @@ def worker_server(tmp_path):
     running.stop()
 
 
+def _memtune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "memtune", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _wait(client: httpx.Client, study_id: int, until, timeout: float = 150) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -292,6 +383,20 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
         )
         exported = client.get(f"/studies/{study['id']}/export", params={"format": "json"}).json()
         assert len(exported["trials"]) == 8 and exported["verdict"]["task"] == "digits_mlp"
+
+        # The Python client and the remote CLI over the same service.
+        with Client(worker_server.base) as remote:
+            assert len(list(remote.trials(study["id"], page_size=3))) == 8
+            assert remote.verdict(study["id"]).comparisons[0].pairs == 2
+            with pytest.raises(MemtuneError) as missing:
+                remote.study(999)
+            assert missing.value.status == 404
+        url = ["--url", worker_server.base]
+        status_line = _memtune("status", str(study["id"]), *url).stdout
+        assert "completed, 8 / 8 trials" in status_line
+        seed_trial = next(t for t in trials["data"] if t["phase"] == "seed")
+        replayed = _memtune("replay", str(seed_trial["id"]), *url).stdout
+        assert replayed.count("epoch ") == 2 and "stored" in replayed
 
         # Answer the power warning: one more seed; only its two re-runs are new.
         bad = client.post(f"/studies/{study['id']}/extend", json={"seeds": [0]})

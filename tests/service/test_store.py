@@ -175,5 +175,6 @@ class TestStoreContract:
                     state=state,
                     best_metric=best,
                 )
-            progress = repository.progress(study_id, "max")
-        assert progress["sgd"] == {"done": 2, "best": 0.9}
+            progress = repository.progress([study_id, 12345])
+        assert progress[study_id]["sgd"] == {"done": 2, "min": 0.8, "max": 0.9}
+        assert progress[12345] == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
 from memtune.service import services
@@ -35,3 +36,32 @@ def get_caller(
 
 
 CallerDep = Annotated[services.Caller, Depends(get_caller)]
+
+
+def no_unknown_query(request: Request) -> None:
+    """A query parameter the operation does not declare is an error, not ignored: a typo
+    (``?statu=queued``) would otherwise silently list everything."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter; this operation takes {', '.join(sorted(known)) or 'none'}",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_params(dependant) -> list:
+    found = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        found += _query_params(sub)
+    return found

@@ -1,15 +1,16 @@
-"""The routes: parse, call a service function, return a schema."""
+"""The routes: parse, call a service function, return a schema. Each documents every status
+it can answer, with the one error schema."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 
 from memtune.service import services
-from memtune.service.api.deps import CallerDep, DatabaseDep, SettingsDep
+from memtune.service.api.deps import CallerDep, DatabaseDep, SettingsDep, no_unknown_query
 from memtune.service.schemas import (
+    ErrorResponse,
     Health,
     OptimizersPublic,
     StudiesPublic,
@@ -19,49 +20,74 @@ from memtune.service.schemas import (
     TrialDetail,
     TrialsPublic,
 )
+from memtune.studies.records import StudyStatus
+from memtune.studies.spec import StudySpec
+from memtune.studies.verdict import Verdict
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(no_unknown_query)])
 
 SPEC_EXAMPLE = {
     "name": "demo",
     "task": "digits_mlp",
     "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
     "budget": {"trials_per_arm": 4, "epochs": 3},
-    "seeds": [0, 1, 2],
 }
-# Ids are 32-bit in the store: larger ones are answered 404 by validation, not by the database.
+# Ids are 32-bit in the store: larger ones are answered 422 by validation, not by the database.
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="items to skip")]
+
+
+def _errors(*codes: int) -> dict[int | str, dict]:
+    described = {
+        401: "no valid API key (X-API-Key)",
+        404: "no such resource, or not yours",
+        409: "the resource's state does not allow it",
+        413: "the body is over the configured size",
+        422: "bad input; loc names the field",
+        429: "too many of your studies are queued or running",
+    }
+    return {code: {"model": ErrorResponse, "description": described[code]} for code in codes}
+
+
+AUTH = _errors(401, 422)  # every operation that reads the key validates its parameters too
+ONE = _errors(401, 404, 422)
 
 
 @router.post(
-    "/studies", response_model=StudyPublic, status_code=status.HTTP_201_CREATED, tags=["studies"]
+    "/studies",
+    response_model=StudyPublic,
+    status_code=status.HTTP_201_CREATED,
+    tags=["studies"],
+    responses=_errors(401, 413, 422, 429),
 )
 def create_study(
     db: DatabaseDep,
     settings: SettingsDep,
     caller: CallerDep,
-    spec: Annotated[dict[str, Any], Body(examples=[SPEC_EXAMPLE])],
+    spec: Annotated[StudySpec, Body(examples=[SPEC_EXAMPLE])],
 ) -> StudyPublic:
-    """Queues a study; a worker picks it up. The spec is validated here (422 names the field)."""
+    """Queues a study; a worker picks it up. The spec is validated here (422 names the field);
+    what it lets through but you should know is in ``warnings``."""
     return services.create_study(
-        db, caller=caller, spec=spec, inventory_max_age_s=settings.inventory_max_age_s
+        db,
+        caller=caller,
+        spec=spec,
+        inventory_max_age_s=settings.inventory_max_age_s,
+        max_active=settings.max_active_studies,
     )
 
 
-@router.get("/studies", response_model=StudiesPublic, tags=["studies"])
+@router.get("/studies", response_model=StudiesPublic, tags=["studies"], responses=AUTH)
 def list_studies(
     db: DatabaseDep,
     caller: CallerDep,
-    status_: Annotated[
-        Literal["queued", "running", "completed", "failed", "cancelled"] | None,
-        Query(alias="status"),
-    ] = None,
+    status_: Annotated[StudyStatus | None, Query(alias="status")] = None,
     task: Annotated[str | None, Query(max_length=100)] = None,
     optimizer: Annotated[str | None, Query(max_length=100)] = None,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> StudiesPublic:
-    """Your studies, newest first."""
+    """Your studies, newest first; ``count`` is the total across pages."""
     return services.list_studies(
         db,
         caller=caller,
@@ -73,19 +99,29 @@ def list_studies(
     )
 
 
-@router.get("/studies/{study_id}", response_model=StudyPublic, tags=["studies"])
+@router.get("/studies/{study_id}", response_model=StudyPublic, tags=["studies"], responses=ONE)
 def get_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
     """Status and progress: trials done / total per arm, and the best metric so far."""
     return services.get_study(db, caller=caller, study_id=study_id)
 
 
-@router.post("/studies/{study_id}/cancel", response_model=StudyPublic, tags=["studies"])
+@router.post(
+    "/studies/{study_id}/cancel",
+    response_model=StudyPublic,
+    tags=["studies"],
+    responses=_errors(401, 404, 409, 422),
+)
 def cancel_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
     """Cancels a queued study at once; a running one within seconds (409 once it ended)."""
     return services.cancel_study(db, caller=caller, study_id=study_id)
 
 
-@router.post("/studies/{study_id}/extend", response_model=StudyPublic, tags=["studies"])
+@router.post(
+    "/studies/{study_id}/extend",
+    response_model=StudyPublic,
+    tags=["studies"],
+    responses=_errors(401, 404, 409, 413, 422, 429),
+)
 def extend_study(
     db: DatabaseDep,
     settings: SettingsDep,
@@ -102,27 +138,53 @@ def extend_study(
         seeds=extension.seeds,
         arms=extension.arms,
         inventory_max_age_s=settings.inventory_max_age_s,
+        max_active=settings.max_active_studies,
     )
 
 
-@router.get("/studies/{study_id}/trials", response_model=TrialsPublic, tags=["trials"])
-def list_trials(db: DatabaseDep, caller: CallerDep, study_id: Id) -> TrialsPublic:
-    return services.list_trials(db, caller=caller, study_id=study_id)
+@router.get(
+    "/studies/{study_id}/trials", response_model=TrialsPublic, tags=["trials"], responses=ONE
+)
+def list_trials(
+    db: DatabaseDep,
+    caller: CallerDep,
+    study_id: Id,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> TrialsPublic:
+    """The study's trials in the order they started, a page at a time (``count``: all)."""
+    return services.list_trials(db, caller=caller, study_id=study_id, offset=offset, limit=limit)
 
 
-@router.get("/trials/{trial_id}", response_model=TrialDetail, tags=["trials"])
+@router.get("/trials/{trial_id}", response_model=TrialDetail, tags=["trials"], responses=ONE)
 def get_trial(db: DatabaseDep, caller: CallerDep, trial_id: Id) -> TrialDetail:
-    """A trial with its metric history, one entry per epoch."""
+    """A trial with its metric history, one entry per epoch, and its full error if it failed."""
     return services.get_trial(db, caller=caller, trial_id=trial_id)
 
 
-@router.get("/studies/{study_id}/verdict", tags=["studies"])
-def get_verdict(db: DatabaseDep, caller: CallerDep, study_id: Id) -> Response:
-    """Per-arm summaries and the paired comparisons with the baseline (409 until completed)."""
-    return JSONResponse(services.get_verdict(db, caller=caller, study_id=study_id))
+@router.get(
+    "/studies/{study_id}/verdict",
+    response_model=Verdict,
+    tags=["studies"],
+    responses=_errors(401, 404, 409, 422),
+)
+def get_verdict(db: DatabaseDep, caller: CallerDep, study_id: Id) -> Verdict:
+    """Per-arm summaries, paired comparisons, rules, warnings and how it was made (409 until
+    the study completed). Non-finite numbers are the strings "nan", "inf", "-inf"."""
+    return services.get_verdict(db, caller=caller, study_id=study_id)
 
 
-@router.get("/studies/{study_id}/export", tags=["studies"])
+@router.get(
+    "/studies/{study_id}/export",
+    tags=["studies"],
+    responses={
+        200: {
+            "description": "every trial and epoch",
+            "content": {"application/json": {}, "text/csv": {}},
+        },
+        **ONE,
+    },
+)
 def export_study(
     db: DatabaseDep, caller: CallerDep, study_id: Id, format: Literal["csv", "json"] = "json"
 ) -> Response:
@@ -136,16 +198,23 @@ def export_study(
     )
 
 
-@router.get("/optimizers", response_model=OptimizersPublic, tags=["catalogue"])
-def list_optimizers() -> OptimizersPublic:
+@router.get(
+    "/optimizers",
+    response_model=OptimizersPublic,
+    tags=["catalogue"],
+    responses=_errors(422),
+)
+def list_optimizers(
+    offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=100)] = 100
+) -> OptimizersPublic:
     """The installed optimizers, built-in and plugins; plugins that failed to load in errors."""
-    return services.list_optimizers()
+    return services.list_optimizers(offset=offset, limit=limit)
 
 
-@router.get("/tasks", response_model=TasksPublic, tags=["catalogue"])
-def list_tasks() -> TasksPublic:
+@router.get("/tasks", response_model=TasksPublic, tags=["catalogue"], responses=_errors(422))
+def list_tasks(offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=100)] = 100) -> TasksPublic:
     """The installed tasks, built-in and plugins; plugins that failed to load in errors."""
-    return services.list_tasks()
+    return services.list_tasks(offset=offset, limit=limit)
 
 
 @router.get("/health", response_model=Health, tags=["catalogue"])

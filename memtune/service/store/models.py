@@ -134,7 +134,8 @@ class Trial(Base):
     best_metric: Mapped[float | None] = mapped_column(Float)
     final_metric: Mapped[float | None] = mapped_column(Float)
     summary: Mapped[dict[str, Any] | None]  # the cost figures of the last epoch
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # its last line
+    traceback: Mapped[str | None] = mapped_column(Text)  # all of it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

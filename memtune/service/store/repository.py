@@ -280,20 +280,72 @@ class Repository:
             trial_id: [epochs[e] for e in sorted(epochs)] for trial_id, epochs in history.items()
         }
 
-    def progress(self, study_id: int, mode: str) -> dict[str, dict[str, Any]]:
-        """Per arm: trials done, and the best metric so far."""
-        best = func.min(Trial.best_metric) if mode == "min" else func.max(Trial.best_metric)
+    def progress(self, study_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+        """Per study and arm, in one query: trials done, and the lowest and highest best metric
+        so far (the caller picks by the study's mode)."""
+        found: dict[int, dict[str, dict[str, Any]]] = {i: {} for i in study_ids}
+        if not study_ids:
+            return found
         done = func.sum(case((Trial.state.in_([s for s in TrialState if s.ended]), 1), else_=0))
         rows = self.session.execute(
-            select(Trial.arm, done, best).where(Trial.study_id == study_id).group_by(Trial.arm)
+            select(
+                Trial.study_id,
+                Trial.arm,
+                done,
+                func.min(Trial.best_metric),
+                func.max(Trial.best_metric),
+            )
+            .where(Trial.study_id.in_(study_ids))
+            .group_by(Trial.study_id, Trial.arm)
         )
-        return {
-            arm: {
-                "done": int(n or 0),
-                "best": value if value is None or math.isfinite(value) else None,
-            }
-            for arm, n, value in rows
-        }
+
+        def finite(value: float | None) -> float | None:
+            return value if value is None or math.isfinite(value) else None
+
+        for study_id, arm, n, low, high in rows:
+            found[study_id][arm] = {"done": int(n or 0), "min": finite(low), "max": finite(high)}
+        return found
+
+    def owner_names(self, owner_ids: list[int]) -> dict[int, str]:
+        if not owner_ids:
+            return {}
+        rows = self.session.execute(
+            select(Owner.id, Owner.name).where(Owner.id.in_(set(owner_ids)))
+        )
+        return {owner_id: name for owner_id, name in rows}
+
+    def active_studies(self, owner_id: int) -> int:
+        """The owner's studies that are queued or running."""
+        active = (StudyStatus.QUEUED, StudyStatus.RUNNING)
+        return self.session.scalar(
+            select(func.count(Study.id)).where(Study.owner_id == owner_id, Study.status.in_(active))
+        )
+
+    def trials_page(self, study_id: int, *, offset: int, limit: int) -> tuple[list[Trial], int]:
+        count = self.session.scalar(select(func.count(Trial.id)).where(Trial.study_id == study_id))
+        rows = self.session.scalars(
+            select(Trial)
+            .where(Trial.study_id == study_id)
+            .order_by(Trial.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        return list(rows), count
+
+    def api_keys(self) -> list[ApiKey]:
+        return list(self.session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+    def revoke_api_keys(self, prefix: str) -> int:
+        """Revokes the unrevoked keys whose stored prefix starts with ``prefix``."""
+        keys = [
+            key
+            for key in self.api_keys()
+            if key.revoked_at is None and key.prefix.startswith(prefix)
+        ]
+        for key in keys:
+            key.revoked_at = utcnow()
+        self.session.flush()
+        return len(keys)
 
     # -- the node inventory ------------------------------------------------------------------
 
