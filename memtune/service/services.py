@@ -109,8 +109,16 @@ def revoke_api_key(db: Database, *, prefix: str) -> int:
 
 def is_open(db: Database, settings: Settings) -> bool:
     """Open mode: no key in the store and no admin key; the server then binds loopback only."""
+    if settings.admin_key:
+        return False
+    try:  # what authenticating no key found, if it did within the cache's seconds
+        expiry, caller = _AUTHENTICATED[(db.url, None, False)]
+        if expiry >= time.monotonic():
+            return isinstance(caller, Caller)
+    except KeyError:
+        pass
     with db.session() as session:
-        return not settings.admin_key and not Repository(session).has_api_keys()
+        return not Repository(session).has_api_keys()
 
 
 # (database url, key hash or None, whether an admin key is set) -> (expiry, the caller or the
