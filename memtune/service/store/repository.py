@@ -242,13 +242,14 @@ class Repository:
             return
         dialect = self.session.get_bind().dialect.name
         insert = (postgresql if dialect == "postgresql" else sqlite).insert
-        stamped = [{"created_at": utcnow(), **row} for row in rows]
-        statement = (
-            insert(Metric)
-            .values(stamped)
-            .on_conflict_do_nothing(index_elements=["trial_id", "epoch", "attempt"])
+        now = utcnow()
+        stamped = [{"created_at": now, **row} for row in rows]
+        # One cached statement, executed for many rows (SQLAlchemy batches them): a multi-VALUES
+        # statement would be compiled anew for every batch size.
+        statement = insert(Metric).on_conflict_do_nothing(
+            index_elements=["trial_id", "epoch", "attempt"]
         )
-        self.session.execute(statement)
+        self.session.execute(statement, stamped)
 
     def trials_of(self, study_id: int) -> list[Trial]:
         return list(
