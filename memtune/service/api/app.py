@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from memtune.service import services
 from memtune.service.api.dashboard import router as dashboard_router
 from memtune.service.api.routes import router
+from memtune.service.cache import ResponseCache
 from memtune.service.config import Settings
 from memtune.service.store.repository import NotFound
 from memtune.service.store.session import Database
@@ -101,6 +102,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db or Database(settings.database_url)
+    app.state.cache = ResponseCache()
     app.include_router(router)
     app.include_router(dashboard_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

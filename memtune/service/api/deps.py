@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 
 from memtune.service import services
+from memtune.service.cache import ResponseCache
 from memtune.service.config import Settings
 from memtune.service.store.session import Database
 
@@ -25,7 +26,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_cache(request: Request) -> ResponseCache:
+    return request.app.state.cache
+
+
 DatabaseDep = Annotated[Database, Depends(get_db)]
+CacheDep = Annotated[ResponseCache, Depends(get_cache)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 

@@ -6,9 +6,16 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
+from pydantic import TypeAdapter
 
 from memtune.service import services
-from memtune.service.api.deps import CallerDep, DatabaseDep, SettingsDep, no_unknown_query
+from memtune.service.api.deps import (
+    CacheDep,
+    CallerDep,
+    DatabaseDep,
+    SettingsDep,
+    no_unknown_query,
+)
 from memtune.service.schemas import (
     ErrorResponse,
     Health,
@@ -49,6 +56,16 @@ def _errors(*codes: int) -> dict[int | str, dict]:
     return {code: {"model": ErrorResponse, "description": described[code]} for code in codes}
 
 
+# Ended resources change only through this API (cancel, extend: the cache is cleared); others
+# are re-read after a second.
+ENDED_TTL_S, LIVE_TTL_S = 10.0, 1.0
+_VERDICT_JSON = TypeAdapter(Verdict)
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
 AUTH = _errors(401, 422)  # every operation that reads the key validates its parameters too
 ONE = _errors(401, 404, 422)
 
@@ -63,11 +80,13 @@ ONE = _errors(401, 404, 422)
 def create_study(
     db: DatabaseDep,
     settings: SettingsDep,
+    cache: CacheDep,
     caller: CallerDep,
     spec: Annotated[StudySpec, Body(examples=[SPEC_EXAMPLE])],
 ) -> StudyPublic:
     """Queues a study; a worker picks it up. The spec is validated here (422 names the field);
     what it lets through but you should know is in ``warnings``."""
+    cache.clear()
     return services.create_study(
         db,
         caller=caller,
@@ -80,29 +99,46 @@ def create_study(
 @router.get("/studies", response_model=StudiesPublic, tags=["studies"], responses=AUTH)
 def list_studies(
     db: DatabaseDep,
+    cache: CacheDep,
     caller: CallerDep,
     status_: Annotated[StudyStatus | None, Query(alias="status")] = None,
     task: Annotated[str | None, Query(max_length=100)] = None,
     optimizer: Annotated[str | None, Query(max_length=100)] = None,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> StudiesPublic:
+) -> Response:
     """Your studies, newest first; ``count`` is the total across pages."""
-    return services.list_studies(
-        db,
-        caller=caller,
-        status=status_,
-        task=task,
-        optimizer=optimizer,
-        offset=offset,
-        limit=limit,
+    key = ("studies", caller.owner_id, status_, task, optimizer, offset, limit)
+    return _json(
+        cache.get(
+            key,
+            lambda: (
+                services.list_studies(
+                    db,
+                    caller=caller,
+                    status=status_,
+                    task=task,
+                    optimizer=optimizer,
+                    offset=offset,
+                    limit=limit,
+                )
+                .model_dump_json()
+                .encode(),
+                LIVE_TTL_S,
+            ),
+        )
     )
 
 
 @router.get("/studies/{study_id}", response_model=StudyPublic, tags=["studies"], responses=ONE)
-def get_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
+def get_study(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
     """Status and progress: trials done / total per arm, and the best metric so far."""
-    return services.get_study(db, caller=caller, study_id=study_id)
+
+    def read() -> tuple[bytes, float]:
+        study = services.get_study(db, caller=caller, study_id=study_id)
+        return study.model_dump_json().encode(), ENDED_TTL_S if study.status.ended else LIVE_TTL_S
+
+    return _json(cache.get(("study", caller.owner_id, study_id), read))
 
 
 @router.post(
@@ -111,8 +147,9 @@ def get_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
     tags=["studies"],
     responses=_errors(401, 404, 409, 422),
 )
-def cancel_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPublic:
+def cancel_study(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> StudyPublic:
     """Cancels a queued study at once; a running one within seconds (409 once it ended)."""
+    cache.clear()
     return services.cancel_study(db, caller=caller, study_id=study_id)
 
 
@@ -125,12 +162,14 @@ def cancel_study(db: DatabaseDep, caller: CallerDep, study_id: Id) -> StudyPubli
 def extend_study(
     db: DatabaseDep,
     settings: SettingsDep,
+    cache: CacheDep,
     caller: CallerDep,
     study_id: Id,
     extension: StudyExtension,
 ) -> StudyPublic:
     """Queues a completed study again with more seeds and/or arms; what ran is reused and the
     verdict is recomputed (422 names a bad field, 409 unless the study completed)."""
+    cache.clear()
     return services.extend_study(
         db,
         caller=caller,
@@ -147,19 +186,33 @@ def extend_study(
 )
 def list_trials(
     db: DatabaseDep,
+    cache: CacheDep,
     caller: CallerDep,
     study_id: Id,
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> TrialsPublic:
+) -> Response:
     """The study's trials in the order they started, a page at a time (``count``: all)."""
-    return services.list_trials(db, caller=caller, study_id=study_id, offset=offset, limit=limit)
+
+    def read() -> tuple[bytes, float]:
+        page = services.list_trials(
+            db, caller=caller, study_id=study_id, offset=offset, limit=limit
+        )
+        ended = all(t.state.ended for t in page.data)
+        return page.model_dump_json().encode(), ENDED_TTL_S if ended else LIVE_TTL_S
+
+    return _json(cache.get(("trials", caller.owner_id, study_id, offset, limit), read))
 
 
 @router.get("/trials/{trial_id}", response_model=TrialDetail, tags=["trials"], responses=ONE)
-def get_trial(db: DatabaseDep, caller: CallerDep, trial_id: Id) -> TrialDetail:
+def get_trial(db: DatabaseDep, cache: CacheDep, caller: CallerDep, trial_id: Id) -> Response:
     """A trial with its metric history, one entry per epoch, and its full error if it failed."""
-    return services.get_trial(db, caller=caller, trial_id=trial_id)
+
+    def read() -> tuple[bytes, float]:
+        trial = services.get_trial(db, caller=caller, trial_id=trial_id)
+        return trial.model_dump_json().encode(), ENDED_TTL_S if trial.state.ended else LIVE_TTL_S
+
+    return _json(cache.get(("trial", caller.owner_id, trial_id), read))
 
 
 @router.get(
@@ -168,10 +221,15 @@ def get_trial(db: DatabaseDep, caller: CallerDep, trial_id: Id) -> TrialDetail:
     tags=["studies"],
     responses=_errors(401, 404, 409, 422),
 )
-def get_verdict(db: DatabaseDep, caller: CallerDep, study_id: Id) -> Verdict:
+def get_verdict(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
     """Per-arm summaries, paired comparisons, rules, warnings and how it was made (409 until
     the study completed). Non-finite numbers are the strings "nan", "inf", "-inf"."""
-    return services.get_verdict(db, caller=caller, study_id=study_id)
+
+    def read() -> tuple[bytes, float]:
+        verdict = services.get_verdict(db, caller=caller, study_id=study_id)
+        return _VERDICT_JSON.dump_json(verdict), ENDED_TTL_S
+
+    return _json(cache.get(("verdict", caller.owner_id, study_id), read))
 
 
 @router.get(
