@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memtune.optimizers import build_optimizer
-from tests.optimizers.problems import regression_problem, train
+from memtune.optimizers.contract import regression_problem, train
 
 CASES = [
     ("am_sgd", {}),

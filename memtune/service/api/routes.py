@@ -3,10 +3,11 @@ it can answer, with the one error schema."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from memtune.service import services
 from memtune.service.api.deps import (
@@ -16,6 +17,7 @@ from memtune.service.api.deps import (
     SettingsDep,
     no_unknown_query,
 )
+from memtune.service.cache import ResponseCache
 from memtune.service.schemas import (
     ErrorResponse,
     Health,
@@ -62,8 +64,25 @@ ENDED_TTL_S, LIVE_TTL_S = 10.0, 1.0
 _VERDICT_JSON = TypeAdapter(Verdict)
 
 
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
+def _cached(
+    cache: ResponseCache,
+    key: tuple,
+    read: Callable[[], Any],
+    ended: Callable[[Any], bool] = lambda value: False,
+) -> Response:
+    """``read()``'s answer, serialized once and kept ENDED_TTL_S when ``ended`` says it can no
+    longer change (else LIVE_TTL_S); errors are raised, never kept."""
+
+    def compute() -> tuple[bytes, float]:
+        value = read()
+        body = (
+            value.model_dump_json().encode()
+            if isinstance(value, BaseModel)
+            else _VERDICT_JSON.dump_json(value)
+        )
+        return body, ENDED_TTL_S if ended(value) else LIVE_TTL_S
+
+    return Response(cache.get(key, compute), media_type="application/json")
 
 
 AUTH = _errors(401, 422)  # every operation that reads the key validates its parameters too
@@ -108,37 +127,30 @@ def list_studies(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
     """Your studies, newest first; ``count`` is the total across pages."""
-    key = ("studies", caller.owner_id, status_, task, optimizer, offset, limit)
-    return _json(
-        cache.get(
-            key,
-            lambda: (
-                services.list_studies(
-                    db,
-                    caller=caller,
-                    status=status_,
-                    task=task,
-                    optimizer=optimizer,
-                    offset=offset,
-                    limit=limit,
-                )
-                .model_dump_json()
-                .encode(),
-                LIVE_TTL_S,
-            ),
-        )
+    return _cached(
+        cache,
+        ("studies", caller.owner_id, status_, task, optimizer, offset, limit),
+        lambda: services.list_studies(
+            db,
+            caller=caller,
+            status=status_,
+            task=task,
+            optimizer=optimizer,
+            offset=offset,
+            limit=limit,
+        ),
     )
 
 
 @router.get("/studies/{study_id}", response_model=StudyPublic, tags=["studies"], responses=ONE)
 def get_study(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
     """Status and progress: trials done / total per arm, and the best metric so far."""
-
-    def read() -> tuple[bytes, float]:
-        study = services.get_study(db, caller=caller, study_id=study_id)
-        return study.model_dump_json().encode(), ENDED_TTL_S if study.status.ended else LIVE_TTL_S
-
-    return _json(cache.get(("study", caller.owner_id, study_id), read))
+    return _cached(
+        cache,
+        ("study", caller.owner_id, study_id),
+        lambda: services.get_study(db, caller=caller, study_id=study_id),
+        lambda study: study.status.ended,
+    )
 
 
 @router.post(
@@ -193,26 +205,25 @@ def list_trials(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The study's trials in the order they started, a page at a time (``count``: all)."""
-
-    def read() -> tuple[bytes, float]:
-        page = services.list_trials(
+    return _cached(
+        cache,
+        ("trials", caller.owner_id, study_id, offset, limit),
+        lambda: services.list_trials(
             db, caller=caller, study_id=study_id, offset=offset, limit=limit
-        )
-        ended = all(t.state.ended for t in page.data)
-        return page.model_dump_json().encode(), ENDED_TTL_S if ended else LIVE_TTL_S
-
-    return _json(cache.get(("trials", caller.owner_id, study_id, offset, limit), read))
+        ),
+        lambda page: all(trial.state.ended for trial in page.data),
+    )
 
 
 @router.get("/trials/{trial_id}", response_model=TrialDetail, tags=["trials"], responses=ONE)
 def get_trial(db: DatabaseDep, cache: CacheDep, caller: CallerDep, trial_id: Id) -> Response:
     """A trial with its metric history, one entry per epoch, and its full error if it failed."""
-
-    def read() -> tuple[bytes, float]:
-        trial = services.get_trial(db, caller=caller, trial_id=trial_id)
-        return trial.model_dump_json().encode(), ENDED_TTL_S if trial.state.ended else LIVE_TTL_S
-
-    return _json(cache.get(("trial", caller.owner_id, trial_id), read))
+    return _cached(
+        cache,
+        ("trial", caller.owner_id, trial_id),
+        lambda: services.get_trial(db, caller=caller, trial_id=trial_id),
+        lambda trial: trial.state.ended,
+    )
 
 
 @router.get(
@@ -224,12 +235,12 @@ def get_trial(db: DatabaseDep, cache: CacheDep, caller: CallerDep, trial_id: Id)
 def get_verdict(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
     """Per-arm summaries, paired comparisons, rules, warnings and how it was made (409 until
     the study completed). Non-finite numbers are the strings "nan", "inf", "-inf"."""
-
-    def read() -> tuple[bytes, float]:
-        verdict = services.get_verdict(db, caller=caller, study_id=study_id)
-        return _VERDICT_JSON.dump_json(verdict), ENDED_TTL_S
-
-    return _json(cache.get(("verdict", caller.owner_id, study_id), read))
+    return _cached(
+        cache,
+        ("verdict", caller.owner_id, study_id),
+        lambda: services.get_verdict(db, caller=caller, study_id=study_id),
+        lambda verdict: True,  # a verdict exists once its study completed
+    )
 
 
 @router.get(
