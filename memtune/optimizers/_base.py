@@ -46,10 +46,17 @@ def flat_dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
-def default_foreach(params: list[Tensor]) -> bool:
-    """The torch default: the multi-tensor path on CUDA, the for-loop elsewhere.
+def keep_implementation_on_load(optimizer: torch.optim.Optimizer) -> None:
+    """Makes ``load_state_dict`` keep this optimizer's ``impl`` and ``foreach``.
 
-    On CPU a step is memory-bound and the for-loop keeps each tensor in cache between the
-    ops of one update, which the multi-tensor path cannot (bench/optimizer_step.py shows it).
+    torch copies every group entry of a state dict, so a checkpoint written by a for-loop run
+    would switch a compiled optimizer back to the for-loop; the implementation is a property
+    of the process that runs the step, not of the training state.
     """
-    return bool(params) and all(p.is_cuda for p in params)
+
+    def restore(loaded: torch.optim.Optimizer) -> None:
+        for group in loaded.param_groups:
+            group["impl"] = loaded.defaults["impl"]
+            group["foreach"] = loaded.defaults["foreach"]
+
+    optimizer.register_load_state_dict_post_hook(restore)

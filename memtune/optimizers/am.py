@@ -21,10 +21,11 @@ from memtune.optimizers._base import (
     check_choice,
     check_non_negative,
     check_unit_interval,
-    default_foreach,
     evaluate_closure,
     flat_dot,
+    keep_implementation_on_load,
 )
+from memtune.optimizers.compiled import IMPLS, SCALARS, compiled, flat, resolve_impl
 
 __all__ = ["AMSGD", "AMAdamW", "am_adamw", "am_sgd"]
 
@@ -85,7 +86,10 @@ class AMSGD(Optimizer):
         granularity: ``"group"`` (one beta per param group) or ``"tensor"``.
         fixed_beta: force beta to this constant (tests and ablations). With ``lam=0`` AM-SGD is
             then exactly ``torch.optim.SGD(momentum=b, dampening=b)``.
-        foreach: use the multi-tensor path (default: on CUDA only).
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled for a group of
+            at least a million elements where torch.compile works, else torch's default);
+            see :mod:`memtune.optimizers.compiled`.
+        foreach: torch's flag, used when ``impl`` is not given.
 
     The beta of the last step is kept on the parameters' device, readable without a host sync
     inside ``step`` as :attr:`last_beta`. A group whose lr is 0 is left untouched by ``step``
@@ -102,10 +106,13 @@ class AMSGD(Optimizer):
         *,
         granularity: str = "group",
         fixed_beta: float | None = None,
+        impl: str | None = None,
         foreach: bool | None = None,
     ) -> None:
         check_non_negative("learning rate", lr)
         check_non_negative("lam", lam)
+        if impl is not None:
+            check_choice("impl", impl, IMPLS)
         check_unit_interval("beta_max", beta_max)
         check_non_negative("weight_decay", weight_decay)
         check_choice("granularity", granularity, GRANULARITIES)
@@ -118,9 +125,12 @@ class AMSGD(Optimizer):
             weight_decay=weight_decay,
             granularity=granularity,
             fixed_beta=fixed_beta,
+            impl=impl,
             foreach=foreach,
         )
         super().__init__(params, defaults)
+        self.last_impl: str | None = None  # the implementation the last step ran
+        keep_implementation_on_load(self)
 
     def _init_group(
         self,
@@ -152,6 +162,7 @@ class AMSGD(Optimizer):
             self._init_group(group, params, grads, buffers, prev_lrs)
             if not params or group["lr"] == 0:  # beta needs eta_prev / eta: a zero lr skips
                 continue
+            self.last_impl = resolve_impl(group.get("impl"), group["foreach"], params)
             betas = am_sgd(
                 params,
                 grads,
@@ -163,7 +174,7 @@ class AMSGD(Optimizer):
                 weight_decay=group["weight_decay"],
                 granularity=group["granularity"],
                 fixed_beta=group["fixed_beta"],
-                foreach=group["foreach"],
+                impl=self.last_impl,
             )
             for p, buffer, beta in zip(params, buffers, betas, strict=True):
                 state = self.state[p]
@@ -211,6 +222,24 @@ def _am_sgd_betas(
     gg = [flat_dot(g, g) for g in grads]
     gd = [flat_dot(g, d) for g, d in zip(grads, buffers, strict=True)]
     dd = [flat_dot(d, d) for d in buffers]
+    return _am_sgd_betas_from_products(
+        gg, gd, dd, prev_lrs, lr=lr, lam=lam, beta_max=beta_max, granularity=granularity
+    )
+
+
+def _am_sgd_betas_from_products(
+    gg: list[Tensor],
+    gd: list[Tensor],
+    dd: list[Tensor],
+    prev_lrs: list[float],
+    *,
+    lr: float,
+    lam: float,
+    beta_max: float,
+    granularity: str,
+) -> list[Tensor]:
+    """beta from each tensor's <g, g>, <g, d> and <d, d> (summed first for one group beta)."""
+    count = len(gg)
     gaps = [eta_prev * x for eta_prev, x in zip(prev_lrs, gd, strict=True)]
     if granularity == "group":
         gg, gd, dd, gaps = ([torch.stack(v).sum()] for v in (gg, gd, dd, gaps))
@@ -219,7 +248,7 @@ def _am_sgd_betas(
         numerator = (1 + lam) * gap / lr - (X + lam * D - G - lam * X)
         denominator = D - 2 * X + G
         betas.append(_clipped_ratio(numerator, denominator, beta_max))
-    return betas * len(grads) if granularity == "group" else betas
+    return betas * count if granularity == "group" else betas
 
 
 def am_sgd(
@@ -234,14 +263,17 @@ def am_sgd(
     weight_decay: float,
     granularity: str,
     fixed_beta: float | None,
+    impl: str | None = None,
     foreach: bool | None = None,
 ) -> list[Tensor]:
     """Functional AM-SGD: updates ``params`` and ``momentum_buffers`` in place (a ``None``
     buffer is created) and returns the beta used for each parameter."""
-    if foreach is None:
-        foreach = default_foreach(params)
-    impl = _multi_tensor_am_sgd if foreach else _single_tensor_am_sgd
-    return impl(
+    run = {
+        "compiled": _compiled_am_sgd,
+        "foreach": _multi_tensor_am_sgd,
+        "forloop": _single_tensor_am_sgd,
+    }[resolve_impl(impl, foreach, params)]
+    return run(
         params,
         grads,
         momentum_buffers,
@@ -344,6 +376,77 @@ def _multi_tensor_am_sgd(
     return betas
 
 
+def _compiled_am_sgd(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
+    prev_lrs: list[float],
+    *,
+    lr: float,
+    lam: float,
+    beta_max: float,
+    weight_decay: float,
+    granularity: str,
+    fixed_beta: float | None,
+) -> list[Tensor]:
+    decayed = weight_decay != 0
+    wd = SCALARS("weight_decay", weight_decay, params[0])
+    warm, betas = _am_sgd_first_steps(
+        [
+            g.add(p, alpha=weight_decay) if decayed and d is None else g
+            for g, p, d in zip(grads, params, momentum_buffers, strict=True)
+        ],
+        momentum_buffers,
+    )
+    cold = set(range(len(params))) - set(warm)
+    for i in cold:  # the first step of a tensor: plain SGD, d = g
+        params[i].add_(momentum_buffers[i], alpha=-lr)  # type: ignore[arg-type]
+    if not warm:
+        return betas
+    if fixed_beta is not None:
+        warm_betas = _am_sgd_betas(
+            [grads[i] for i in warm],
+            [],
+            [],
+            lr=lr,
+            lam=lam,
+            beta_max=beta_max,
+            granularity=granularity,
+            fixed_beta=fixed_beta,
+        )
+    else:
+        dots = compiled("am_sgd_dots")
+        products = [
+            dots(flat(params[i]), flat(grads[i]), flat(momentum_buffers[i]), wd, decayed=decayed)
+            for i in warm
+        ]
+        warm_betas = _am_sgd_betas_from_products(
+            [t[0] for t in products],
+            [t[1] for t in products],
+            [t[2] for t in products],
+            [prev_lrs[i] for i in warm],
+            lr=lr,
+            lam=lam,
+            beta_max=beta_max,
+            granularity=granularity,
+        )
+    update = compiled("am_sgd_update")
+    lr_tensor = SCALARS("lr", lr, params[0])
+    for i, beta in zip(warm, warm_betas, strict=True):
+        weight = (1 - beta) / (1 + lam)
+        update(
+            flat(params[i]),
+            flat(grads[i]),
+            flat(momentum_buffers[i]),  # type: ignore[arg-type]
+            weight,
+            lr_tensor,
+            wd,
+            decayed=decayed,
+        )
+        betas[i] = beta
+    return betas
+
+
 # --------------------------------------------------------------------------------------------
 # AM-AdamW
 # --------------------------------------------------------------------------------------------
@@ -400,7 +503,8 @@ class AMAdamW(Optimizer):
         weight_decay: decoupled weight decay (default 1e-2, as AdamW).
         coupling: ``"paper"`` or ``"scale_invariant"``.
         fixed_beta: force beta to this constant (the reduction tests).
-        foreach: use the multi-tensor path (default: on CUDA only).
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default as in :class:`AMSGD`).
+        foreach: torch's flag, used when ``impl`` is not given.
 
     As in AM-SGD, a group whose lr is 0 is left untouched by ``step``.
     """
@@ -416,10 +520,13 @@ class AMAdamW(Optimizer):
         *,
         coupling: str = "paper",
         fixed_beta: float | None = None,
+        impl: str | None = None,
         foreach: bool | None = None,
     ) -> None:
         check_non_negative("learning rate", lr)
         check_betas(betas)
+        if impl is not None:
+            check_choice("impl", impl, IMPLS)
         check_non_negative("epsilon value", eps)
         check_non_negative("lam", lam)
         check_non_negative("weight_decay", weight_decay)
@@ -434,9 +541,12 @@ class AMAdamW(Optimizer):
             weight_decay=weight_decay,
             coupling=coupling,
             fixed_beta=fixed_beta,
+            impl=impl,
             foreach=foreach,
         )
         super().__init__(params, defaults)
+        self.last_impl: str | None = None  # the implementation the last step ran
+        keep_implementation_on_load(self)
 
     def _init_group(
         self,
@@ -485,6 +595,7 @@ class AMAdamW(Optimizer):
             )
             if not params or group["lr"] == 0:  # beta needs eta_prev / eta: a zero lr skips
                 continue
+            self.last_impl = resolve_impl(group.get("impl"), group["foreach"], params)
             betas = am_adamw(
                 params,
                 grads,
@@ -501,7 +612,7 @@ class AMAdamW(Optimizer):
                 weight_decay=group["weight_decay"],
                 coupling=group["coupling"],
                 fixed_beta=group["fixed_beta"],
-                foreach=group["foreach"],
+                impl=self.last_impl,
             )
             for p, beta in zip(params, betas, strict=True):
                 state = self.state[p]
@@ -601,13 +712,16 @@ def am_adamw(
     weight_decay: float,
     coupling: str,
     fixed_beta: float | None,
+    impl: str | None = None,
     foreach: bool | None = None,
 ) -> list[Tensor]:
     """Functional AM-AdamW: updates params and state in place; returns each tensor's beta."""
-    if foreach is None:
-        foreach = default_foreach(params)
-    impl = _multi_tensor_am_adamw if foreach else _single_tensor_am_adamw
-    return impl(
+    run = {
+        "compiled": _compiled_am_adamw,
+        "foreach": _multi_tensor_am_adamw,
+        "forloop": _single_tensor_am_adamw,
+    }[resolve_impl(impl, foreach, params)]
+    return run(
         params,
         grads,
         exp_avgs,
@@ -760,4 +874,72 @@ def _multi_tensor_am_adamw(
         torch._foreach_mul_(params, 1 - lr * weight_decay)
     torch._foreach_addcdiv_(params, exp_avgs, preconditioners, value=-lr)
     torch._foreach_mul_(beta_products, betas)
+    return betas
+
+
+def _compiled_am_adamw(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    beta_products: list[Tensor],
+    state_steps: list[Tensor],
+    prev_lrs: list[float],
+    *,
+    lr: float,
+    beta1_max: float,
+    beta2: float,
+    eps: float,
+    lam: float,
+    weight_decay: float,
+    coupling: str,
+    fixed_beta: float | None,
+) -> list[Tensor]:
+    like = params[0]
+    lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = (
+        SCALARS(name, value, like)
+        for name, value in (
+            ("lr", lr),
+            ("beta1", beta1_max),
+            ("beta2", beta2),
+            ("eps", eps),
+            ("lam", lam),
+            ("weight_decay", weight_decay),
+        )
+    )
+    static = dict(coupling=coupling, decayed=weight_decay != 0)
+    beta_of, update = compiled("am_adamw_beta"), compiled("am_adamw_update")
+    betas = []
+    for x, g, d, v, pi, step, prev_lr in zip(
+        params, grads, exp_avgs, exp_avg_sqs, beta_products, state_steps, prev_lrs, strict=True
+    ):
+        step += 1  # a CPU tensor, as in torch's AdamW: reading it is no device sync
+        k = float(step)
+        bc2_sqrt = SCALARS("bias_correction2_sqrt", (1 - beta2**k) ** 0.5, like)
+        x, g, d, v = flat(x), flat(g), flat(d), flat(v)
+        if fixed_beta is not None:
+            beta = torch.full((), fixed_beta, dtype=x.dtype, device=x.device)
+        else:
+            first = SCALARS("first", float(k == 1), like)
+            prev = SCALARS("prev_lr", prev_lr, like)
+            beta = beta_of(
+                x,
+                g,
+                d,
+                v,
+                pi,
+                first,
+                prev,
+                lr_t,
+                beta1_t,
+                beta2_t,
+                bc2_sqrt,
+                eps_t,
+                lam_t,
+                wd_t,
+                **static,
+            )
+        update(x, g, d, v, pi, beta, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t, lam_t, wd_t, **static)
+        pi.mul_(beta)
+        betas.append(beta)
     return betas

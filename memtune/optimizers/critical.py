@@ -34,11 +34,13 @@ from torch.optim import Optimizer
 from memtune.optimizers._base import (
     ParamsT,
     check_betas,
+    check_choice,
     check_non_negative,
     check_unit_interval,
-    default_foreach,
     evaluate_closure,
+    keep_implementation_on_load,
 )
+from memtune.optimizers.compiled import IMPLS, SCALARS, compiled, flat, resolve_impl
 
 __all__ = ["AdamCG", "AdamCM", "adam_cg", "adam_cm"]
 
@@ -145,9 +147,12 @@ class _PriorityBufferAdam(Optimizer):
         topc: int,
         decay: float,
         synced: bool,
+        impl: str | None,
         foreach: bool | None,
     ) -> None:
         check_non_negative("learning rate", lr)
+        if impl is not None:
+            check_choice("impl", impl, IMPLS)
         check_betas(betas)
         check_non_negative("epsilon value", eps)
         check_non_negative("weight_decay", weight_decay)
@@ -162,9 +167,12 @@ class _PriorityBufferAdam(Optimizer):
             topc=topc,
             decay=decay,
             synced=synced,
+            impl=impl,
             foreach=foreach,
         )
         super().__init__(params, defaults)
+        self.last_impl: str | None = None  # the implementation the last step ran
+        keep_implementation_on_load(self)
 
     def _init_group(
         self,
@@ -207,6 +215,7 @@ class _PriorityBufferAdam(Optimizer):
             self._init_group(group, *lists)
             if not lists[0]:
                 continue
+            self.last_impl = resolve_impl(group.get("impl"), group["foreach"], lists[0])
             type(self)._functional(
                 *lists,
                 lr=group["lr"],
@@ -217,7 +226,7 @@ class _PriorityBufferAdam(Optimizer):
                 topc=group["topc"],
                 decay=group["decay"],
                 synced=group["synced"],
-                foreach=group["foreach"],
+                impl=self.last_impl,
             )
         return loss
 
@@ -266,7 +275,9 @@ class AdamCM(_PriorityBufferAdam):
         topc: buffer size C (default 5).
         decay: priority decay per step (default 0.7).
         synced: one priority and one replace decision for the whole group (default True).
-        foreach: use the multi-tensor path for the Adam arithmetic (default: on CUDA only).
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled for a group of
+            at least a million elements where torch.compile works, else torch's default).
+        foreach: torch's flag, used when ``impl`` is not given.
     """
 
     def __init__(
@@ -280,9 +291,10 @@ class AdamCM(_PriorityBufferAdam):
         topc: int = 5,
         decay: float = 0.7,
         synced: bool = True,
+        impl: str | None = None,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, topc, decay, synced, foreach)
+        super().__init__(params, lr, betas, eps, weight_decay, topc, decay, synced, impl, foreach)
 
     @staticmethod
     def _functional(*args: Any, **kwargs: Any) -> None:
@@ -307,23 +319,17 @@ def adam_cm(
     topc: int,
     decay: float,
     synced: bool,
+    impl: str | None = None,
     foreach: bool | None = None,
 ) -> None:
     """Functional Adam+CM over one group. The ``critical_*`` lists are empty when ``topc`` is
     0; with ``synced`` their keys are one tensor (or equal copies) for every tensor."""
-    if foreach is None:
-        foreach = default_foreach(params)
+    impl = resolve_impl(impl, foreach, params)
+    foreach = impl == "foreach"
     has_buffer = topc > 0
     if has_buffer:
         priorities = _priorities(grads, synced)
         slots = _slots(critical_keys, priorities, synced)
-    if weight_decay != 0:
-        if foreach:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        else:
-            for x in params:
-                x.mul_(1 - lr * weight_decay)
-
     # Quirk 1: a tensor's first call stores g and makes no move (u = 0, so v stays 0 too).
     warm = []
     for i, step in enumerate(state_steps):
@@ -333,6 +339,37 @@ def adam_cm(
         if has_buffer:
             _write_slot(critical_buffers[i], critical_sums[i], slots[i], grads[i])
         step += 1
+    cold = [i for i in range(len(params)) if i not in set(warm)]
+    if impl == "compiled":  # the decay of x is fused into the warm tensors' graph
+        for i in cold if weight_decay != 0 else ():
+            params[i].mul_(1 - lr * weight_decay)
+        if warm:
+            _compiled_buffer_adam(
+                compiled("adam_cm_step"),
+                warm,
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                critical_buffers,
+                critical_sums,
+                slots if has_buffer else None,
+                state_steps,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                weight_decay=weight_decay,
+            )
+        if has_buffer:
+            _decay_keys(critical_keys, slots, priorities, decay, synced)
+        return
+    if weight_decay != 0:
+        if foreach:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            for x in params:
+                x.mul_(1 - lr * weight_decay)
     if warm:
         exp_avgs_warm = [exp_avgs[i] for i in warm]
         # m <- beta1 m + (1 - beta1) g;  u <- m + mean(buffer);  insert m
@@ -436,7 +473,9 @@ class AdamCG(_PriorityBufferAdam):
         topc: buffer size C (default 10).
         decay: priority decay per step (default 0.7).
         synced: one priority and one replace decision for the whole group (default True).
-        foreach: use the multi-tensor path for the Adam arithmetic (default: on CUDA only).
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled for a group of
+            at least a million elements where torch.compile works, else torch's default).
+        foreach: torch's flag, used when ``impl`` is not given.
     """
 
     def __init__(
@@ -450,9 +489,10 @@ class AdamCG(_PriorityBufferAdam):
         topc: int = 10,
         decay: float = 0.7,
         synced: bool = True,
+        impl: str | None = None,
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, topc, decay, synced, foreach)
+        super().__init__(params, lr, betas, eps, weight_decay, topc, decay, synced, impl, foreach)
 
     @staticmethod
     def _functional(*args: Any, **kwargs: Any) -> None:
@@ -477,11 +517,37 @@ def adam_cg(
     topc: int,
     decay: float,
     synced: bool,
+    impl: str | None = None,
     foreach: bool | None = None,
 ) -> None:
     """Functional Adam+CG over one group; the lists are those of :func:`adam_cm`."""
-    if foreach is None:
-        foreach = default_foreach(params)
+    impl = resolve_impl(impl, foreach, params)
+    foreach = impl == "foreach"
+    if impl == "compiled":
+        slots = None
+        if topc > 0:
+            priorities = _priorities(grads, synced)
+            slots = _slots(critical_keys, priorities, synced)
+        _compiled_buffer_adam(
+            compiled("adam_cg_step"),
+            list(range(len(params))),
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            critical_buffers,
+            critical_sums,
+            slots,
+            state_steps,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+        )
+        if slots is not None:
+            _decay_keys(critical_keys, slots, priorities, decay, synced)
+        return
     if topc > 0:
         priorities = _priorities(grads, synced)
         slots = _slots(critical_keys, priorities, synced)
@@ -517,3 +583,69 @@ def adam_cg(
         m.lerp_(u, 1 - beta1)
         v.mul_(beta2).addcmul_(u, u, value=1 - beta2)
         x.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)
+
+
+def _compiled_buffer_adam(
+    core: Callable[..., None],
+    indices: list[int],
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    slots: list[_Slot] | None,
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """Runs a compiled Adam+CM or Adam+CG core (memtune.optimizers.compiled) on the tensors at
+    ``indices``: the slot write, the moments and the move of x in one graph per tensor."""
+    like = params[0]
+    lr_t, beta1_t, beta2_t, eps_t, wd_t = (
+        SCALARS(name, value, like)
+        for name, value in (
+            ("lr", lr),
+            ("beta1", beta1),
+            ("beta2", beta2),
+            ("eps", eps),
+            ("weight_decay", weight_decay),
+        )
+    )
+    step_sizes, bias_corrections2_sqrt = _count_step(
+        [state_steps[i] for i in indices], lr=lr, beta1=beta1, beta2=beta2
+    )
+    for i, step_size, bc2_sqrt in zip(indices, step_sizes, bias_corrections2_sqrt, strict=True):
+        buffer = buffer_sum = index = replace = count = None
+        write = None
+        if slots is not None:
+            slot = slots[i]
+            buffer = flat(critical_buffers[i], leading=critical_buffers[i].shape[0])
+            buffer_sum = flat(critical_sums[i])
+            index, replace, count = slot.index, slot.replace, slot.count_before
+            # On CPU the host reads the decision for free and a kept buffer is not touched.
+            write = None if buffer.is_cuda or bool(replace) else False
+        core(
+            flat(params[i]),
+            flat(grads[i]),
+            flat(exp_avgs[i]),
+            flat(exp_avg_sqs[i]),
+            buffer,
+            buffer_sum,
+            index,
+            replace,
+            count,
+            lr_t,
+            beta1_t,
+            beta2_t,
+            eps_t,
+            wd_t,
+            SCALARS("step_size", step_size, like),
+            SCALARS("bias_correction2_sqrt", bc2_sqrt, like),
+            decayed=weight_decay != 0,
+            write=write,
+        )

@@ -26,6 +26,8 @@ __all__ = [
 
 NonNegative = Annotated[float, Field(ge=0.0)]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+# The step implementation of a memory optimizer (memtune.optimizers.compiled); None = default.
+Impl = Literal["compiled", "foreach", "forloop"] | None
 
 
 class OptimizerOptions(BaseModel):
@@ -60,6 +62,7 @@ class AMSGDOptions(OptimizerOptions):
     weight_decay: NonNegative = 0.0
     granularity: Literal["group", "tensor"] = "group"
     fixed_beta: Beta | None = None
+    impl: Impl = Field(None, description="compiled, foreach or forloop (default: by size)")
     foreach: bool | None = None
 
 
@@ -70,6 +73,7 @@ class AMAdamWOptions(OptimizerOptions):
     weight_decay: NonNegative = 1e-2
     coupling: Literal["paper", "scale_invariant"] = "paper"
     fixed_beta: Beta | None = None
+    impl: Impl = Field(None, description="compiled, foreach or forloop (default: by size)")
     foreach: bool | None = None
 
 
@@ -80,6 +84,7 @@ class AdamCMOptions(OptimizerOptions):
     topc: int = Field(5, ge=0, strict=True, description="buffer size C")
     decay: float = Field(0.7, ge=0.0, le=1.0, description="priority decay per step")
     synced: bool = True
+    impl: Impl = Field(None, description="compiled, foreach or forloop (default: by size)")
     foreach: bool | None = None
 
 

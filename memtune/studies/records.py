@@ -142,7 +142,9 @@ class EpochResult:
     mean_beta: float | None = None  # adaptive-memory optimizers only
     steps: int = 0  # optimizer steps, cumulative
     gradient_evaluations: int = 0  # forward + backward passes, cumulative (SAM: 2 per step)
-    optimizer_impl: str | None = None  # "fused", "foreach" or "forloop": the path that ran
+    optimizer_impl: str | None = (
+        None  # "fused", "compiled", "foreach" or "forloop": the path that ran
+    )
     device: str | None = None  # where it ran ("cpu", or the GPU's name)
 
     def value(self, name: str) -> float | None:

@@ -86,7 +86,7 @@ class ArmVerdict:
     target_hit_rate: Number | None = None
     target_ratio: Number | None = None  # time to target / the fastest arm's (inf: never)
     mean_step_time_s: Number | None = None  # optimizer.step() alone
-    step_impl: str | None = None  # fused, foreach or forloop
+    step_impl: str | None = None  # fused, compiled, foreach or forloop
     gradient_evaluations_per_step: Number | None = None
     passes_per_step: int = 1
     state_bytes: Number | None = None

@@ -94,8 +94,12 @@ def _device_name(device: torch.device) -> str:
 
 
 def _implementation(optimizer: torch.optim.Optimizer, device: torch.device) -> str:
-    """Which of torch's paths the optimizer's step takes (SAM: its base's)."""
-    defaults = getattr(optimizer, "base_optimizer", optimizer).defaults
+    """Which path the optimizer's step took (SAM: its base's): a memory optimizer says which
+    of its implementations ran (``last_impl``), torch's by their flags."""
+    stepping = getattr(optimizer, "base_optimizer", optimizer)
+    if getattr(stepping, "last_impl", None):
+        return stepping.last_impl
+    defaults = stepping.defaults
     if defaults.get("fused"):
         return "fused"
     foreach = defaults.get("foreach")
@@ -110,7 +114,8 @@ class TrialTraining:
     (the forward and backward passes are outside it; SAM's second pass, which runs inside its
     step through the closure, is subtracted and counted as a gradient evaluation), with CUDA
     synchronized around it; the peak memory is this trial's. A baseline with torch's fused
-    kernels runs them unless its arm pins ``fused`` or ``foreach``.
+    kernels runs them unless its arm pins ``fused`` or ``foreach``; a memory optimizer runs
+    its default implementation (compiled for a large model) unless its arm pins ``impl``.
     """
 
     def __init__(
@@ -145,7 +150,6 @@ class TrialTraining:
             hyperparameters["fused"] = True  # the fastest path a user of the baseline has
         self.optimizer = spec.build(self.task.model.parameters(), **hyperparameters)
         self.needs_closure = spec.needs_closure
-        self.implementation = _implementation(self.optimizer, self.device)
         steps_per_epoch = sum(1 for _ in self.task.batches(0))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -242,7 +246,7 @@ class TrialTraining:
             mean_beta=float(beta_sum) / beta_count if beta_count else None,
             steps=self.steps,
             gradient_evaluations=self.gradient_evaluations,
-            optimizer_impl=self.implementation,
+            optimizer_impl=_implementation(self.optimizer, self.device),
             device=_device_name(self.device),
         )
 
