@@ -128,18 +128,33 @@ _AUTHENTICATED: dict[tuple[str, str | None, bool], tuple[float, Caller | Unautho
 
 
 def authenticate(db: Database, settings: Settings, *, key: str | None) -> Caller:
-    if key and settings.admin_key and hmac.compare_digest(key, settings.admin_key):
-        return Caller(owner_id=None, owner="admin")
-    cache_key = (db.url, hash_key(key) if key else None, bool(settings.admin_key))
-    cached = _AUTHENTICATED.get(cache_key)
-    if cached is None or cached[0] < time.monotonic():
-        cached = (time.monotonic() + settings.auth_cache_s, _authenticate(db, settings, key))
+    """The caller a key names (or open mode's owner); raises :class:`Unauthorized`."""
+    found = authenticate_cached(settings, db=db, key=key)
+    if found is None:
+        found = (time.monotonic() + settings.auth_cache_s, _authenticate(db, settings, key))
         if len(_AUTHENTICATED) > 10_000:  # bounded: random keys cannot grow it forever
             _AUTHENTICATED.clear()
-        _AUTHENTICATED[cache_key] = cached
-    if isinstance(cached[1], Unauthorized):
-        raise cached[1]
-    return cached[1]
+        _AUTHENTICATED[_auth_cache_key(db, settings, key)] = found
+    if isinstance(found[1], Unauthorized):
+        raise found[1]
+    return found[1]
+
+
+def _auth_cache_key(db: Database, settings: Settings, key: str | None) -> tuple:
+    return (db.url, hash_key(key) if key else None, bool(settings.admin_key))
+
+
+def authenticate_cached(
+    settings: Settings, *, db: Database, key: str | None
+) -> tuple[float, Caller | Unauthorized] | None:
+    """What :func:`authenticate` would answer without touching the database, or ``None``
+    when that needs a query (the API runs the query in a thread, the rest on its loop)."""
+    if key and settings.admin_key and hmac.compare_digest(key, settings.admin_key):
+        return (float("inf"), Caller(owner_id=None, owner="admin"))
+    cached = _AUTHENTICATED.get(_auth_cache_key(db, settings, key))
+    if cached is None or cached[0] < time.monotonic():
+        return None
+    return cached
 
 
 def _authenticate(db: Database, settings: Settings, key: str | None) -> Caller | Unauthorized:

@@ -64,14 +64,18 @@ ENDED_TTL_S, LIVE_TTL_S = 10.0, 1.0
 _VERDICT_JSON = TypeAdapter(Verdict)
 
 
-def _cached(
+async def _cached(
     cache: ResponseCache,
     key: tuple,
     read: Callable[[], Any],
     ended: Callable[[Any], bool] = lambda value: False,
 ) -> Response:
     """``read()``'s answer, serialized once and kept ENDED_TTL_S when ``ended`` says it can no
-    longer change (else LIVE_TTL_S); errors are raised, never kept."""
+    longer change (else LIVE_TTL_S); errors are raised, never kept.
+
+    The read routes are ``async`` so that a cached answer is served on the event loop without
+    a hop to the thread pool; a miss reads the store in the pool.
+    """
 
     def compute() -> tuple[bytes, float]:
         value = read()
@@ -82,7 +86,7 @@ def _cached(
         )
         return body, ENDED_TTL_S if ended(value) else LIVE_TTL_S
 
-    return Response(cache.get(key, compute), media_type="application/json")
+    return Response(await cache.get(key, compute), media_type="application/json")
 
 
 AUTH = _errors(401, 422)  # every operation that reads the key validates its parameters too
@@ -116,7 +120,7 @@ def create_study(
 
 
 @router.get("/studies", response_model=StudiesPublic, tags=["studies"], responses=AUTH)
-def list_studies(
+async def list_studies(
     db: DatabaseDep,
     cache: CacheDep,
     caller: CallerDep,
@@ -127,7 +131,7 @@ def list_studies(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
     """Your studies, newest first; ``count`` is the total across pages."""
-    return _cached(
+    return await _cached(
         cache,
         ("studies", caller.owner_id, status_, task, optimizer, offset, limit),
         lambda: services.list_studies(
@@ -143,9 +147,9 @@ def list_studies(
 
 
 @router.get("/studies/{study_id}", response_model=StudyPublic, tags=["studies"], responses=ONE)
-def get_study(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
+async def get_study(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
     """Status and progress: trials done / total per arm, and the best metric so far."""
-    return _cached(
+    return await _cached(
         cache,
         ("study", caller.owner_id, study_id),
         lambda: services.get_study(db, caller=caller, study_id=study_id),
@@ -196,7 +200,7 @@ def extend_study(
 @router.get(
     "/studies/{study_id}/trials", response_model=TrialsPublic, tags=["trials"], responses=ONE
 )
-def list_trials(
+async def list_trials(
     db: DatabaseDep,
     cache: CacheDep,
     caller: CallerDep,
@@ -205,7 +209,7 @@ def list_trials(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """The study's trials in the order they started, a page at a time (``count``: all)."""
-    return _cached(
+    return await _cached(
         cache,
         ("trials", caller.owner_id, study_id, offset, limit),
         lambda: services.list_trials(
@@ -216,9 +220,9 @@ def list_trials(
 
 
 @router.get("/trials/{trial_id}", response_model=TrialDetail, tags=["trials"], responses=ONE)
-def get_trial(db: DatabaseDep, cache: CacheDep, caller: CallerDep, trial_id: Id) -> Response:
+async def get_trial(db: DatabaseDep, cache: CacheDep, caller: CallerDep, trial_id: Id) -> Response:
     """A trial with its metric history, one entry per epoch, and its full error if it failed."""
-    return _cached(
+    return await _cached(
         cache,
         ("trial", caller.owner_id, trial_id),
         lambda: services.get_trial(db, caller=caller, trial_id=trial_id),
@@ -232,10 +236,12 @@ def get_trial(db: DatabaseDep, cache: CacheDep, caller: CallerDep, trial_id: Id)
     tags=["studies"],
     responses=_errors(401, 404, 409, 422),
 )
-def get_verdict(db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id) -> Response:
+async def get_verdict(
+    db: DatabaseDep, cache: CacheDep, caller: CallerDep, study_id: Id
+) -> Response:
     """Per-arm summaries, paired comparisons, rules, warnings and how it was made (409 until
     the study completed). Non-finite numbers are the strings "nan", "inf", "-inf"."""
-    return _cached(
+    return await _cached(
         cache,
         ("verdict", caller.owner_id, study_id),
         lambda: services.get_verdict(db, caller=caller, study_id=study_id),
