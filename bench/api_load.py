@@ -224,6 +224,8 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> None:
             results["wrk: study list"] = wrk(f"{base}/studies?limit=20", args.seconds, 50, None)
             script = WRK_RANDOM_STUDY % ", ".join(map(str, study_ids))
             results["wrk: one study"] = wrk(f"{base}/studies", args.seconds, 50, script)
+        else:
+            print("wrk not installed (Debian: apt-get install wrk): its two rows are skipped")
         paths = [
             ("studies", lambda: "/studies?limit=20"),
             ("study", lambda: f"/studies/{random.choice(study_ids)}"),
