@@ -181,3 +181,48 @@ class StudyExtension(BaseModel):
 
     seeds: list[int] = Field(default_factory=list, max_length=1000)
     arms: list[ArmSpec] = Field(default_factory=list, max_length=32)
+
+
+class SearchPoint(BaseModel):
+    """One search trial, as the per-arm search plots show it."""
+
+    trial_id: int
+    number: int = Field(description="its order within the arm's search, from 1")
+    config: JsonObject
+    state: TrialState
+    final: Number | None = Field(description="the last epoch's metric (worst value if diverged)")
+    best: Number | None
+
+
+class TrialCurve(BaseModel):
+    trial_id: int
+    values: list[Number | None] = Field(description="the metric per epoch, from epoch 1")
+    time_s: list[Number | None] = Field(description="cumulative training seconds per epoch")
+
+
+class ArmCurves(BaseModel):
+    arm: str
+    optimizer: str
+    baseline: bool
+    seed_runs: int = Field(description="finished seed re-runs behind the mean and band")
+    epochs: list[int]
+    mean: list[Number | None] = Field(description="the metric per epoch, mean over seed runs")
+    ci_low: list[Number | None] = Field(description="95% t-interval of that mean, per epoch")
+    ci_high: list[Number | None]
+    time_s: list[Number | None] = Field(description="mean cumulative training seconds")
+    mean_beta: list[Number | None] | None = Field(
+        None, description="adaptive-memory arms: the mean beta per epoch over seed runs"
+    )
+    search_curves: list[TrialCurve] = Field(
+        description="at most `search_curves` search trials of this arm, evenly sampled"
+    )
+    search: list[SearchPoint] = Field(description="every search trial of this arm, in order")
+
+
+class StudyCurves(BaseModel):
+    """What the dashboard's study page plots: aggregates per arm and epoch, not every row."""
+
+    study_id: int
+    metric: str
+    mode: str
+    arms: list[ArmCurves]

@@ -7,11 +7,18 @@ project's machines run at 127.0.0.1:5432; without either its tests skip and say 
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 
+import httpx
 import pytest
+import uvicorn
 from sqlalchemy import create_engine, text
 
+from memtune.service.api.app import create_app
+from memtune.service.config import Settings
 from memtune.service.store.session import Database, get_engine, normalize_url
 
 NAMED_URL = os.environ.get("MEMTUNE_TEST_POSTGRES_URL")
@@ -56,3 +63,39 @@ def database_url(request, tmp_path):
 @pytest.fixture
 def db(database_url) -> Database:
     return Database(database_url)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RunningServer:
+    """The API app served by uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, url: str, **settings) -> None:
+        self.db = Database(url)
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(Settings(database_url=url, **settings), self.db),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base, headers={"X-API-Key": key} if key else {}, timeout=60
+        )
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

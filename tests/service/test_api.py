@@ -6,21 +6,17 @@ The end-to-end tests add a real worker process (``memtune worker``) on the same 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from memtune.client import Client, MemtuneError
 from memtune.service import services
-from memtune.service.api.app import create_app
 from memtune.service.config import Settings
-from memtune.service.store.session import Database
+from tests.service.conftest import RunningServer
 
 SMOKE = {
     "name": "smoke",
@@ -32,43 +28,9 @@ SMOKE = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class _Server:
-    def __init__(self, url: str) -> None:
-        self.db = Database(url)
-        self.port = _free_port()
-        config = uvicorn.Config(
-            create_app(Settings(database_url=url), self.db),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base, headers={"X-API-Key": key} if key else {}, timeout=60
-        )
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def server(tmp_path):
-    running = _Server(f"sqlite:///{tmp_path / 'api.db'}")
+    running = RunningServer(f"sqlite:///{tmp_path / 'api.db'}")
     yield running
     running.stop()
 
@@ -224,7 +186,7 @@ def test_keys_are_listed_by_prefix_and_a_revoked_key_is_refused(server):
 
 def test_admin_key_sees_every_owner(tmp_path):
     url = f"sqlite:///{tmp_path / 'admin.db'}"
-    running = _Server(url)
+    running = RunningServer(url)
     running.server.config.app.state.settings = Settings(database_url=url, admin_key="admin-secret")
     try:
         alice = services.create_api_key(running.db, owner="alice")
@@ -309,7 +271,7 @@ def test_a_study_the_reported_nodes_cannot_run_is_422_at_submission(server):
 @pytest.fixture
 def worker_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    running = _Server(url)
+    running = RunningServer(url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "memtune.service.cli", "worker"],
         env={**os.environ, "DATABASE_URL": url, "MEMTUNE_LEASE_S": "6"},

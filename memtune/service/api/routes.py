@@ -23,6 +23,7 @@ from memtune.service.schemas import (
     Health,
     OptimizersPublic,
     StudiesPublic,
+    StudyCurves,
     StudyExtension,
     StudyPublic,
     TasksPublic,
@@ -215,7 +216,32 @@ async def list_trials(
         lambda: services.list_trials(
             db, caller=caller, study_id=study_id, offset=offset, limit=limit
         ),
-        lambda page: all(trial.state.ended for trial in page.data),
+        # not "every trial ended": a running study's page gains trials that are not there yet
+    )
+
+
+@router.get(
+    "/studies/{study_id}/curves", response_model=StudyCurves, tags=["studies"], responses=ONE
+)
+async def get_curves(
+    db: DatabaseDep,
+    cache: CacheDep,
+    caller: CallerDep,
+    study_id: Id,
+    search_curves: Annotated[
+        int, Query(ge=0, le=200, description="search trials per arm whose curve is sent")
+    ] = 30,
+) -> Response:
+    """Per arm and epoch: the seed runs' mean metric with its 95% interval, mean training time
+    and (adaptive-memory arms) mean beta; a sample of the search trials' curves; every search
+    trial's config and final value. What the dashboard plots, aggregated on the server."""
+    return await _cached(
+        cache,
+        ("curves", caller.owner_id, study_id, search_curves),
+        lambda: services.get_curves(
+            db, caller=caller, study_id=study_id, search_curves=search_curves
+        ),
+        lambda curves: False,  # a live study's curves grow: re-read after a second
     )
 
 

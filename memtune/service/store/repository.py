@@ -281,6 +281,23 @@ class Repository:
             trial_id: [epochs[e] for e in sorted(epochs)] for trial_id, epochs in history.items()
         }
 
+    def metric_values(self, trial_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Per trial, the values of its epochs in order (the latest attempt of each), read as
+        plain rows: what aggregates need, without an ORM object per epoch."""
+        history: dict[int, dict[int, dict[str, Any]]] = {i: {} for i in trial_ids}
+        if not trial_ids:
+            return {}
+        rows = self.session.execute(
+            select(Metric.trial_id, Metric.epoch, Metric.values)
+            .where(Metric.trial_id.in_(trial_ids))
+            .order_by(Metric.trial_id, Metric.epoch, Metric.attempt)
+        )
+        for trial_id, epoch, values in rows:
+            history[trial_id][epoch] = {**values, "epoch": epoch}
+        return {
+            trial_id: [epochs[e] for e in sorted(epochs)] for trial_id, epochs in history.items()
+        }
+
     def progress(self, study_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
         """Per study and arm, in one query: trials done, and the lowest and highest best metric
         so far (the caller picks by the study's mode)."""
