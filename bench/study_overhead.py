@@ -16,6 +16,7 @@ Targets: overhead under 0.5 s per trial, ratio under 1.25 for 5-second trials. R
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
 
@@ -25,6 +26,7 @@ configure_ray_environment()  # before Ray is imported
 from memtune.studies.spec import parse_spec  # noqa: E402
 from memtune.workers.cluster import ray_cluster  # noqa: E402
 from memtune.workers.runner import StudyRunner  # noqa: E402
+from memtune.workers.trainable import CHECKPOINT_EVERY_S  # noqa: E402
 from memtune.workers.training import TrialTraining  # noqa: E402
 
 TASK_OPTIONS: dict = {"batch_size": 32}
@@ -85,27 +87,21 @@ def main() -> None:
     trained = sum(r.epochs[-1].training_time_s for r in records)
 
     loop_started = time.perf_counter()
-    loop_trained = 0.0
-    for record in records:
-        training = TrialTraining(
-            task="digits_mlp",
-            task_options=TASK_OPTIONS,
-            optimizer="adam",
-            hyperparameters=record.config,
-            seed=record.seed,
-        )
-        for _ in range(epochs):
-            result = training.run_epoch()
-        loop_trained += result.training_time_s
+    loop_trained = sum(_plain_trial(r.config, r.seed, epochs, TASK_OPTIONS) for r in records)
     loop_wall = time.perf_counter() - loop_started
+    # The same trials in `concurrency` plain processes on the same cores: the issue's baseline.
+    pool_started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
+        pool.starmap(_plain_trial, [(r.config, r.seed, epochs, TASK_OPTIONS) for r in records])
+    pool_wall = time.perf_counter() - pool_started
 
     n = len(records)
     ratio = runner_wall * concurrency / trained
     overhead = (runner_wall * concurrency - trained) / n
     print(
         f"{n} trials of digits_mlp (width {TASK_OPTIONS['width']}, checkpoint "
-        f"{records[0].epochs[-1]['optimizer_state_bytes'] * 1.5 / 2**20:.1f} MB) x {epochs} epochs "
-        f"(one report and checkpoint each), concurrency {concurrency}, Ray start {ray_ready - started:.1f} s"
+        f"{records[0].epochs[-1].optimizer_state_bytes * 1.5 / 2**20:.1f} MB) x {epochs} epochs "
+        f"(a report per epoch, a checkpoint at most every {CHECKPOINT_EVERY_S:g} s), concurrency {concurrency}, Ray start {ray_ready - started:.1f} s"
     )
     print(
         f"runner:     wall {runner_wall:7.1f} s   training {trained:7.1f} s   mean trial {trained / n:5.2f} s"
@@ -119,6 +115,25 @@ def main() -> None:
     print(
         f"overhead per trial: {overhead:.2f} s   target < 0.5 s  {'ok' if overhead < 0.5 else 'MISSED'}"
     )
+    same_cores = runner_wall / pool_wall
+    print(
+        f"runner wall / {concurrency} plain processes on the same cores ({pool_wall:.1f} s): "
+        f"{same_cores:.3f}   target <= 1.05  {'ok' if same_cores <= 1.05 else 'MISSED'}"
+    )
+
+
+def _plain_trial(config: dict, seed: int, epochs: int, task_options: dict) -> float:
+    """One trial without Ray: build, train ``epochs`` epochs; returns its training time."""
+    import torch
+
+    torch.set_num_threads(1)
+    training = TrialTraining(
+        task="digits_mlp", task_options=task_options, optimizer="adam",
+        hyperparameters=config, seed=seed,
+    )  # fmt: skip
+    for _ in range(epochs):
+        result = training.run_epoch()
+    return result.training_time_s
 
 
 if __name__ == "__main__":

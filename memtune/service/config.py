@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 from pydantic import Field
@@ -43,11 +44,38 @@ class Settings(BaseSettings):
     inventory_s: float = Field(
         60.0, gt=0, description="how often an idle worker re-records the cluster's nodes"
     )
+    max_studies: int = Field(
+        1,
+        ge=1,
+        description="studies one worker runs at once, each in its own Ray task; each gets "
+        "at most 1/N of the cluster's trial slots",
+    )
+    storage: str | None = Field(
+        None,
+        description="where studies' Tune experiments and checkpoints live, one prefix per "
+        "study: a path every Ray node mounts or a URI Tune accepts (s3://bucket/prefix); "
+        "default: a directory under the user data dir, refused on a cluster of several nodes",
+    )
     inventory_max_age_s: float = Field(
         600.0,
         gt=0,
         description="the API checks submissions against nodes reported within this long",
     )
+
+
+def study_storage(settings: Settings, study_id: int) -> tuple[str, bool]:
+    """Where study ``study_id`` keeps its Tune experiment, and whether every node reaches it
+    (an operator who names MEMTUNE_STORAGE says so; the default is this machine's disk).
+
+    The prefix names the database too (a hash of its URL): two services on one machine, or
+    one storage for several deployments, never share a study's experiment."""
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:10]
+    if settings.storage:
+        return f"{settings.storage.rstrip('/')}/{database}/study-{study_id}", True
+    from platformdirs import user_data_dir
+
+    root = Path(user_data_dir("memtune")) / "runs"
+    return str(root / database / f"study-{study_id}"), False
 
 
 @functools.cache

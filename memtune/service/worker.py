@@ -1,8 +1,10 @@
 """The worker: claims queued studies, runs them with the study engine, streams results to the store.
 
 A claimed study carries a lease that a background thread renews (every third of its length);
-a study whose worker vanished is claimed again once its lease ran out, and starts over. The
-same thread notices a cancel request, and the runner stops the trials within about a second.
+a study whose worker vanished is claimed again once its lease ran out and resumed from its Tune
+experiment under ``MEMTUNE_STORAGE`` (finished trials are not run again; a study without one
+starts over). The same thread notices a cancel request, and the runner stops the trials within
+about a second.
 Several workers may share one PostgreSQL database: claiming is ``FOR UPDATE SKIP LOCKED``.
 """
 
@@ -11,13 +13,18 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from memtune.service.config import Settings
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from memtune.service.config import Settings, study_storage
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.studies.records import EpochResult, StudyStatus, TrialRecord
@@ -60,11 +67,36 @@ class StoreSink(ResultsSink):
     """Writes trials and per-epoch metrics to the store as they happen."""
 
     def __init__(
-        self, db: Database, study_id: int, worker_id: str, *, metric: str, mode: str, lease: Lease
+        self,
+        db: Database,
+        study_id: int,
+        worker_id: str,
+        *,
+        metric: str,
+        mode: str,
+        lease: Lease | None = None,
+        retry_s: float = 60.0,
     ) -> None:
         self.db, self.study_id, self.worker_id = db, study_id, worker_id
         self.metric, self.mode = metric, mode
-        self.lease = lease
+        self.lease = lease  # None: the study is driven in a Ray task, away from its lease
+        self.retry_s = retry_s
+
+    def _write(self, operation: Callable[[Repository], Any]) -> Any:
+        """Runs ``operation`` in a session, again with backoff while the database is away (a
+        restart, a dropped connection): for up to ``retry_s`` nothing reported is lost."""
+        delay, deadline = 0.25, time.monotonic() + self.retry_s
+        while True:
+            try:
+                with self.db.session() as session:
+                    return operation(Repository(session))
+            except (OperationalError, InterfaceError) as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("study %s: database unavailable (%s); retrying in %.1f s",
+                            self.study_id, type(error).__name__, delay)  # fmt: skip
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _trial_values(self, record: TrialRecord) -> dict[str, Any]:
         ended = record.state.ended
@@ -85,27 +117,21 @@ class StoreSink(ResultsSink):
         }
 
     def trial_started(self, record: TrialRecord) -> None:
-        with self.db.session() as session:
-            Repository(session).upsert_trial(
-                self.study_id, record.trial_id, **self._trial_values(record)
-            )
+        values = self._trial_values(record)
+        self._write(lambda repository: repository.upsert_trial(
+            self.study_id, record.trial_id, **values))  # fmt: skip
 
     def epoch_reported(self, record: TrialRecord, epoch: EpochResult) -> None:
-        with self.db.session() as session:
-            repository = Repository(session)
-            trial = repository.upsert_trial(
-                self.study_id, record.trial_id, **self._trial_values(record)
-            )
+        values, row = self._trial_values(record), epoch.as_dict()
+
+        def write(repository: Repository) -> None:
+            trial = repository.upsert_trial(self.study_id, record.trial_id, **values)
             repository.add_metrics(
-                [
-                    {
-                        "trial_id": trial.id,
-                        "epoch": epoch.epoch,
-                        "attempt": record.attempt,
-                        "values": epoch.as_dict(),
-                    }
-                ]
-            )
+                [{"trial_id": trial.id, "epoch": epoch.epoch, "attempt": record.attempt,
+                  "values": row}]
+            )  # fmt: skip
+
+        self._write(write)
 
     def trial_finished(self, record: TrialRecord) -> None:
         self.trial_started(record)
@@ -122,13 +148,55 @@ class StoreSink(ResultsSink):
     def _finish(
         self, status: StudyStatus, *, verdict: dict | None = None, error: str | None = None
     ) -> None:
-        with self.db.session() as session:
-            Repository(session).finish_study(
-                self.study_id, self.worker_id, status=status, verdict=verdict, error=error
-            )
+        self._write(lambda repository: repository.finish_study(
+            self.study_id, self.worker_id, status=status, verdict=verdict, error=error))  # fmt: skip
 
     def cancel_requested(self) -> bool:
-        return self.lease.cancel_requested or self.lease.lost
+        """A cancel request, or the study no longer ours (its lease went to another worker)."""
+        if self.lease is not None:
+            return self.lease.cancel_requested or self.lease.lost
+        try:
+            with self.db.session() as session:
+                study = Repository(session).find_study(self.study_id, None)
+                return study.cancel_requested or study.worker_id != self.worker_id
+        except (OperationalError, InterfaceError):  # away for a moment: ask again later
+            return False
+
+
+def stored_records(repository: Repository, study_id: int, spec: Any) -> list[TrialRecord]:
+    """The study's trials as the runner records them, read back from the store."""
+    trials = repository.trials_of(study_id)
+    history = repository.metrics_of([t.id for t in trials])
+    names = spec.task_spec.evaluated
+    return [
+        TrialRecord(
+            trial_id=t.tune_trial_id,
+            arm=t.arm,
+            phase=t.phase,
+            seed=t.seed,
+            config=dict(t.config),
+            state=t.state,
+            epochs=[EpochResult.from_dict(m.values, names) for m in history[t.id]],
+            error=t.error,
+            attempt=t.attempt,
+            repeat=t.repeat,
+        )
+        for t in trials
+    ]
+
+
+def discard_experiment(storage: str) -> None:
+    """Removes a study's Tune experiment (a local path or a URI pyarrow reaches)."""
+    if "://" not in storage:
+        shutil.rmtree(storage, ignore_errors=True)
+        return
+    import pyarrow.fs
+
+    try:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(storage)
+        filesystem.delete_dir(path)
+    except (OSError, pyarrow.lib.ArrowException):  # nothing there, or no longer reachable
+        log.warning("could not remove %s", storage, exc_info=True)
 
 
 class StudyWorker:
@@ -139,85 +207,122 @@ class StudyWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     def claim(self) -> tuple[int, dict[str, Any], int] | None:
-        """The next study to run. A study that holds a verdict is being extended: its
-        finished searches and seed runs are kept. Otherwise a study claimed again (its worker
-        vanished) starts over."""
+        """The next study to run: queued, or running under a worker whose lease ran out."""
         with self.db.session() as session:
-            repository = Repository(session)
-            study = repository.claim_study(self.worker_id, self.settings.lease_s)
+            study = Repository(session).claim_study(self.worker_id, self.settings.lease_s)
             if study is None:
                 return None
-            if study.verdict is None and study.attempt > 1:
-                repository.forget_trials(study.id)
             return study.id, dict(study.spec), study.attempt
 
-    def _previous(self, study_id: int, spec: Any) -> list[TrialRecord]:
-        """The trials an extension reuses, read back from the store; the others are deleted
-        (they run again)."""
+    def _previous(self, study_id: int, spec: Any, *, resume: bool) -> list[TrialRecord]:
+        """The trials of earlier runs that this run keeps, read back from the store; the
+        others are deleted (they run again).
+
+        * resumed (its worker died, its Tune experiment is there): every trial; Tune resumes
+          the unfinished ones and runs none of the finished again;
+        * extended (it holds a verdict): what :meth:`StudyRunner.reusable` keeps;
+        * otherwise nothing: it starts over.
+        """
         from memtune.workers.runner import StudyRunner
 
         with self.db.session() as session:
             repository = Repository(session)
-            if repository.find_study(study_id, None).verdict is None:
+            extended = repository.find_study(study_id, None).verdict is not None
+            if not (resume or extended):
+                repository.forget_trials(study_id)
                 return []
-            trials = repository.trials_of(study_id)
-            history = repository.metrics_of([t.id for t in trials])
-            names = spec.task_spec.evaluated
-            records = [
-                TrialRecord(
-                    trial_id=t.tune_trial_id,
-                    arm=t.arm,
-                    phase=t.phase,
-                    seed=t.seed,
-                    config=dict(t.config),
-                    state=t.state,
-                    epochs=[EpochResult.from_dict(m.values, names) for m in history[t.id]],
-                    error=t.error,
-                    attempt=t.attempt,
-                    repeat=t.repeat,
-                )
-                for t in trials
-            ]
+            records = stored_records(repository, study_id, spec)
+            if resume:  # what Tune's snapshot knows continues; later trials are issued anew
+                known = StudyRunner.experiment_trials(study_storage(self.settings, study_id)[0])
+                kept = [r for r in records if r.trial_id in known]
+                repository.forget_trials(study_id, keep=frozenset(known))
+                return kept
             kept = StudyRunner.reusable(spec, records)
             repository.forget_trials(study_id, keep=frozenset(r.trial_id for r in kept))
             return kept
 
-    def run_one(self, study_id: int, spec_data: dict[str, Any], attempt: int) -> None:
+    def start(self, study_id: int, spec_data: dict[str, Any], attempt: int) -> _Running:
+        """Starts driving a claimed study in a Ray task (its Tune driver runs there, so that
+        several studies run at once: two Tuner.fit() in one process break). Its lease is
+        renewed here; resumed when its Tune experiment is found after a lost worker."""
+        import ray
+
         from memtune.studies.spec import parse_spec
-        from memtune.workers.runner import StudyCancelled, StudyRunner
+        from memtune.workers.runner import StudyRunner
 
         log.info("worker %s runs study %s (attempt %s)", self.worker_id, study_id, attempt)
         spec = parse_spec(spec_data)
         lease = Lease(self.db, study_id, self.worker_id, self.settings.lease_s)
         lease.start()
-        sink = StoreSink(
-            self.db,
-            study_id,
-            self.worker_id,
-            metric=spec.resolved_metric,
-            mode=spec.resolved_mode,
-            lease=lease,
+        storage, shared = study_storage(self.settings, study_id)
+        resume = attempt > 1 and not self._extended(study_id) and StudyRunner.can_resume(storage)
+        if resume:
+            log.info("study %s: resuming its Tune experiment at %s", study_id, storage)
+        else:
+            discard_experiment(storage)  # a fresh run, or an extension: a new experiment
+        previous = self._previous(study_id, spec, resume=resume)
+        drive = ray.remote(num_cpus=0, max_retries=0)(drive_study)
+        reference = drive.remote(
+            StudyDrive(
+                database_url=self.db.url,
+                study_id=study_id,
+                spec=spec_data,
+                attempt=attempt,
+                worker_id=self.worker_id,
+                previous=previous,
+                storage=storage,
+                shared_storage=shared,
+                resume=resume,
+                max_concurrent_trials=self._trial_cap(spec),
+            )
         )
+        return _Running(study_id, reference, lease, storage)
+
+    def _trial_cap(self, spec: Any) -> int | None:
+        """Fair sharing: with up to N studies at once, a study runs at most 1/N of the
+        cluster's trial slots at a time (its spec may ask for fewer)."""
+        import ray
+
+        if self.settings.max_studies == 1:
+            return spec.max_concurrent_trials
+        cpus = ray.cluster_resources().get("CPU", 1) / max(spec.resources.cpu, 1e-9)
+        slots = cpus
+        if spec.resources.gpu:
+            slots = min(slots, ray.cluster_resources().get("GPU", 0) / spec.resources.gpu)
+        share = max(1, int(slots // self.settings.max_studies))
+        return min(share, spec.max_concurrent_trials or share)
+
+    def finish(self, running: _Running) -> None:
+        """Collects a study's task; a task that died without its sink's last word (the Ray
+        worker killed, say) fails the study here."""
+        import ray
+
         try:
-            StudyRunner(
-                spec,
-                sink,
-                optuna_storage=self._optuna_storage(),
-                study_key=f"memtune-{study_id}-{attempt}",
-                previous=self._previous(study_id, spec),
-            ).run()
-        except StudyCancelled:
-            log.info("study %s cancelled", study_id)
-        except Exception:  # recorded as failed by the sink; the worker goes on
-            log.exception("study %s failed", study_id)
+            ray.get(running.reference)
+        except Exception as error:  # the sink already recorded what the runner raised
+            log.warning("study %s: its driver ended with %s", running.study_id, error)
+            message = f"its driver died: {type(error).__name__}: {error}"[:2000]
+
+            def fail(repository: Repository) -> None:
+                study = repository.find_study(running.study_id, None)
+                if study.status == StudyStatus.RUNNING:
+                    repository.finish_study(
+                        running.study_id, self.worker_id, status=StudyStatus.FAILED, error=message
+                    )
+
+            StoreSink(self.db, running.study_id, self.worker_id, metric="", mode="max")._write(fail)
         finally:
-            lease.stop()
+            running.lease.stop()
+        if not running.lease.lost:  # it ended here; a lost lease leaves it to the next worker
+            discard_experiment(running.storage)
 
-    def _optuna_storage(self) -> Any:
-        """Optuna's RDB storage in the same database: optuna-dashboard can read the searches."""
-        import optuna
+    def run_one(self, study_id: int, spec_data: dict[str, Any], attempt: int) -> None:
+        """Runs one claimed study to its end."""
+        self.finish(self.start(study_id, spec_data, attempt))
 
-        return optuna.storages.RDBStorage(self.db.url, engine_kwargs={"pool_pre_ping": True})
+    def _extended(self, study_id: int) -> bool:
+        with self.db.session() as session:
+            return Repository(session).find_study(study_id, None).verdict is not None
 
     def run_forever(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
         """Polls for studies until ``stop``; one Ray (local, or RAY_ADDRESS) serves them all."""
@@ -248,16 +353,94 @@ class StudyWorker:
         log.info("worker %s sees %d node(s)", self.worker_id, len(nodes))
 
     def _loop(self, stop: threading.Event, *, once: bool) -> None:
+        """Keeps up to ``max_studies`` studies running; ``once``: one study, then return."""
+        import ray
+
         self._inventory_at = -math.inf
-        while not stop.is_set():
-            if time.monotonic() - self._inventory_at > self.settings.inventory_s:
-                self.record_inventory()  # at start, then every inventory_s while idle
-            claimed = self.claim()
-            if claimed is None:
-                if once:
-                    return
+        running: dict[Any, _Running] = {}
+        try:
+            while not stop.is_set():
+                if (
+                    not running
+                    and time.monotonic() - self._inventory_at > self.settings.inventory_s
+                ):
+                    self.record_inventory()  # at start, then every inventory_s while idle
+                if running:
+                    ended, _ = ray.wait(list(running), num_returns=len(running), timeout=0)
+                    for reference in ended:
+                        self.finish(running.pop(reference))
+                    if once and not running:
+                        return
+                if len(running) < (1 if once else self.settings.max_studies):
+                    claimed = self.claim()
+                    if claimed is not None:
+                        started = self.start(*claimed)
+                        running[started.reference] = started
+                        continue
+                    if once and not running:
+                        return
                 stop.wait(self.settings.poll_s)
-                continue
-            self.run_one(*claimed)
-            if once:
-                return
+        finally:
+            for started in running.values():  # stopped: the next worker resumes them
+                ray.cancel(started.reference, force=True)
+                started.lease.stop()
+
+
+@dataclass
+class _Running:
+    study_id: int
+    reference: Any  # the Ray ObjectRef of its drive_study task
+    lease: Lease
+    storage: str
+
+
+@dataclass
+class StudyDrive:
+    """What a Ray task needs to drive one study (plain data: it travels to the task)."""
+
+    database_url: str
+    study_id: int
+    spec: dict[str, Any]
+    attempt: int
+    worker_id: str
+    previous: list[TrialRecord]
+    storage: str
+    shared_storage: bool
+    resume: bool
+    max_concurrent_trials: int | None
+
+
+def drive_study(drive: StudyDrive) -> None:
+    """Runs one study's Tune driver (in a Ray task): results to the store as they come."""
+    from memtune.studies.spec import parse_spec
+    from memtune.workers.cluster import configure_ray_environment
+    from memtune.workers.runner import StudyCancelled, StudyRunner
+
+    configure_ray_environment()
+    import optuna
+
+    db = Database(drive.database_url, upgrade=False)
+    spec = parse_spec(drive.spec)
+    if drive.max_concurrent_trials != spec.max_concurrent_trials:
+        spec = spec.model_copy(update={"max_concurrent_trials": drive.max_concurrent_trials})
+    sink = StoreSink(
+        db, drive.study_id, drive.worker_id, metric=spec.resolved_metric, mode=spec.resolved_mode
+    )
+    try:
+        StudyRunner(
+            spec,
+            sink,
+            # Optuna's RDB storage in the same database: optuna-dashboard reads the searches.
+            optuna_storage=optuna.storages.RDBStorage(
+                db.url, engine_kwargs={"pool_pre_ping": True}
+            ),
+            study_key=f"memtune-{drive.study_id}-{drive.attempt}",
+            previous=drive.previous,
+            experiment_path=drive.storage,
+            shared_storage=drive.shared_storage,
+            resume=drive.resume,
+        ).run()
+    except StudyCancelled:
+        log.info("study %s cancelled", drive.study_id)
+    except Exception:  # recorded as failed by the sink
+        log.exception("study %s failed", drive.study_id)

@@ -5,6 +5,13 @@ arm's budget; ASHA, when asked, only compares trials of the same arm. Seed re-ru
 arm's search is over, its best config is re-run on the study's seeds (the same seeds for every
 arm). Only the re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
 why), so a process runs one study at a time: two ``Tuner.fit()`` at once in one process break.
+
+Where the Tune experiment lives: ``experiment_path`` (the worker gives each study its own
+prefix under ``MEMTUNE_STORAGE``, a path every node mounts or a URI such as ``s3://...``), or
+a temporary directory removed at the end. A study whose driver died is resumed from there with
+``Tuner.restore``: finished trials are not run again, unfinished and errored ones continue
+from their last checkpoints, and the searcher (each arm's Optuna search) goes on from its saved
+state.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from memtune.workers.search import PerArmScheduler, StudySearcher
 from memtune.workers.sinks import ResultsSink
 from memtune.workers.trainable import hyperparameters_of, train_trial
 
-__all__ = ["StudyCancelled", "StudyRunner", "run_study"]
+__all__ = ["StorageError", "StudyCancelled", "StudyRunner", "run_study"]
 
 log = logging.getLogger(__name__)
 # With Tune's file loggers off (configure_ray_environment) its result analysis finds no result.json
@@ -53,37 +60,53 @@ class StudyCancelled(RuntimeError):
     """The sink asked to stop; the trials were stopped."""
 
 
+class StorageError(RuntimeError):
+    """The study's storage cannot serve this cluster (a local path on several nodes)."""
+
+
+EXPERIMENT = "study"  # the Tune experiment's name under the study's storage prefix
+
+
+# The runners driving a Tune experiment in this process, by experiment path.
+_LIVE: dict[str, StudyRunner] = {}
+
+
 class _DriverOnly:
-    """Callbacks that live in the driver. Tune pickles its whole state (for Tuner.restore, which
-    memtune does not use); what these hold (a sink with a database engine) stays out of it."""
+    """Callbacks that live in the driver. Tune pickles its whole state (``tuner.pkl``, which
+    ``Tuner.restore`` reads back); what these hold (a sink with a database engine) stays out
+    of it: they keep the experiment's path and find the runner driving it by that, so that the
+    callbacks a restore unpickles talk to the runner that resumed the study."""
+
+    def __init__(self, runner: StudyRunner) -> None:
+        self.key = runner.experiment_key
+
+    @property
+    def runner(self) -> StudyRunner:
+        return _LIVE[self.key]
 
     def __getstate__(self) -> dict:
-        return {}
+        return {"key": self.key}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
 
 
 class _CancelStopper(_DriverOnly, tune.Stopper):
-    def __init__(self, sink: ResultsSink, poll_s: float = 1.0) -> None:
-        self.sink, self.poll_s = sink, poll_s
-        self._last_poll, self.cancelled = 0.0, False
+    POLL_S = 1.0
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return self.stop_all()
 
     def stop_all(self) -> bool:
-        if not self.cancelled and time.monotonic() - self._last_poll >= self.poll_s:
-            self._last_poll = time.monotonic()
-            self.cancelled = self.sink.cancel_requested()
-        return self.cancelled
+        runner = self.runner
+        if not runner.cancelled and time.monotonic() - runner.last_cancel_poll >= self.POLL_S:
+            runner.last_cancel_poll = time.monotonic()
+            runner.cancelled = runner.sink.cancel_requested()
+        return runner.cancelled
 
 
 class _Recorder(_DriverOnly, tune.Callback):
     """Turns Tune's trial events into TrialRecords and hands them to the sink (driver side)."""
-
-    def __init__(self, runner: StudyRunner) -> None:
-        self.runner = runner
 
     def _record(self, trial: Any) -> TrialRecord:
         return self.runner.records[trial.trial_id]
@@ -181,6 +204,9 @@ class StudyRunner:
         max_failures: int = 1,  # a failed trial is retried once from its checkpoint
         trainable: Callable[[dict[str, Any]], None] = train_trial,
         previous: Iterable[TrialRecord] = (),
+        experiment_path: str | None = None,
+        shared_storage: bool = False,
+        resume: bool = False,
     ) -> None:
         self.spec = spec
         self.sink = sink or ResultsSink()
@@ -189,11 +215,18 @@ class StudyRunner:
         self.study_key = study_key or f"{spec.name}-{int(time.time())}"
         self.max_failures = max_failures
         self.trainable = trainable
-        # A study being extended: what already ran is kept (see reusable) and not run again.
-        self.records: dict[str, TrialRecord] = {
-            r.trial_id: r for r in self.reusable(spec, previous)
-        }
-        self._stopper = _CancelStopper(self.sink)
+        # Where the Tune experiment lives (None: a temporary directory), whether every node of
+        # the cluster reaches it, and whether to resume the experiment found there.
+        self.experiment_path = experiment_path
+        self.shared_storage = shared_storage
+        self.resume = resume
+        self.experiment_key = experiment_path or f"memtune-{id(self)}"
+        # Resumed: every trial of the interrupted run (Tune resumes the unfinished ones).
+        # Extended: what already ran is kept (see reusable) and not run again.
+        previous = list(previous)
+        kept = previous if resume else self.reusable(spec, previous)
+        self.records: dict[str, TrialRecord] = {r.trial_id: r for r in kept}
+        self.cancelled, self.last_cancel_poll = False, 0.0
 
     # -- what the progress bar reads ----------------------------------------------------------
 
@@ -247,8 +280,24 @@ class StudyRunner:
 
     # -- the study -----------------------------------------------------------------------------
 
+    @staticmethod
+    def can_resume(experiment_path: str) -> bool:
+        """Whether a Tune experiment that can be restored lives at ``experiment_path``."""
+        return tune.Tuner.can_restore(f"{experiment_path.rstrip('/')}/{EXPERIMENT}")
+
+    @staticmethod
+    def experiment_trials(experiment_path: str) -> set[str]:
+        """The ids of the trials Tune's last snapshot of the experiment holds: what a resume
+        continues. A trial issued after that snapshot is unknown to it and is issued anew by
+        the restored searcher (the snapshot is taken every few seconds: configure_ray_environment)."""
+        from ray.tune import ExperimentAnalysis
+
+        analysis = ExperimentAnalysis(f"{experiment_path.rstrip('/')}/{EXPERIMENT}")
+        return {trial.trial_id for trial in analysis.trials}
+
     def run(self) -> Verdict:
-        storage = Path(tempfile.mkdtemp(prefix="memtune-study-"))
+        storage = self.experiment_path or tempfile.mkdtemp(prefix="memtune-study-")
+        _LIVE[self.experiment_key] = self
         try:
             with ray_cluster():
                 # The outcome reaches the sink before a local Ray shuts down (seconds).
@@ -256,8 +305,10 @@ class StudyRunner:
                     self._check_optimizers()
                     self._check_cluster()
                     self.sink.study_started(self.spec)
-                    self._tuner(storage).fit()
-                    if self._stopper.cancelled:
+                    resumed = self.resume and self.can_resume(storage)
+                    tuner = self._restored(storage) if resumed else self._tuner(storage)
+                    tuner.fit()
+                    if self.cancelled:
                         raise StudyCancelled("the study was cancelled")
                     verdict = build_verdict(self.spec, self.records.values())
                 except StudyCancelled:
@@ -269,7 +320,9 @@ class StudyRunner:
                 self.sink.study_finished(verdict)
                 return verdict
         finally:
-            shutil.rmtree(storage, ignore_errors=True)
+            del _LIVE[self.experiment_key]
+            if self.experiment_path is None:
+                shutil.rmtree(storage, ignore_errors=True)
 
     def _check_optimizers(self) -> None:
         """The second step of a spec's validation: each arm's optimizer is built with its
@@ -286,6 +339,13 @@ class StudyRunner:
                 raise SpecError(f"arms.{index}.fixed", str(error)) from None
 
     def _check_cluster(self) -> None:
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        if len(nodes) > 1 and not self.shared_storage:
+            raise StorageError(
+                f"the Ray cluster has {len(nodes)} nodes and this study's trials checkpoint to "
+                f"a local path ({self.experiment_path or 'a temporary directory'}): set "
+                "MEMTUNE_STORAGE to a path every node mounts (NFS) or a URI (s3://bucket/prefix)"
+            )
         resources = ray.cluster_resources()
         wanted = self.spec.resources
         if wanted.gpu > 0 and resources.get("GPU", 0) < wanted.gpu:
@@ -354,7 +414,22 @@ class StudyRunner:
                 searches[plan.search_key] = (searcher, seeds, plan.epochs)
         return searches
 
-    def _tuner(self, storage: Path) -> tune.Tuner:
+    def _trainable(self) -> Any:
+        resources = {"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu}
+        return tune.with_resources(self.trainable, resources)
+
+    def _restored(self, storage: str) -> tune.Tuner:
+        """The interrupted experiment at ``storage``, to be continued: its searcher, scheduler
+        and callbacks come back from Tune's own state (see _DriverOnly)."""
+        log.info("resuming the Tune experiment at %s", storage)
+        return tune.Tuner.restore(
+            f"{storage.rstrip('/')}/{EXPERIMENT}",
+            trainable=self._trainable(),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+
+    def _tuner(self, storage: str) -> tune.Tuner:
         spec = self.spec
         searches = self._searches()
         searcher = StudySearcher(
@@ -369,9 +444,8 @@ class StudyRunner:
         asha = functools.partial(
             ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, grace_period=1
         )
-        resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
         return tune.Tuner(
-            tune.with_resources(self.trainable, resources),
+            self._trainable(),
             tune_config=tune.TuneConfig(
                 metric=spec.resolved_metric,
                 mode=spec.resolved_mode,
@@ -383,14 +457,17 @@ class StudyRunner:
                 time_budget_s=spec.budget.time_limit_s,
             ),
             run_config=tune.RunConfig(
-                name="study",
-                storage_path=str(storage),
+                name=EXPERIMENT,
+                storage_path=storage,
                 callbacks=[_Recorder(self)],
-                stop=self._stopper,
+                stop=_CancelStopper(self),
                 verbose=0,
-                # Keeping K checkpoints forces an experiment snapshot every K epochs of a trial:
-                # K = 1 costs about 50 ms per epoch (bench/study_overhead.py); 5 bounds the disk.
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=5),
+                # Keeping K checkpoints forces an experiment snapshot every K checkpoints of a
+                # trial. K = 1: a snapshot after every epoch, so the snapshot a resume starts
+                # from holds every trial at its last reported epoch (a trial that ended after
+                # it resumes from its final checkpoint and trains nothing again). It costs
+                # about 50 ms per epoch (bench/study_overhead.py) and keeps one checkpoint.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
             ),
         )

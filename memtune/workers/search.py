@@ -14,14 +14,19 @@ kept by these two wrappers instead of by separate Tuners:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import pickle
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from memtune.studies.records import Phase, TrialPlan
 from memtune.workers.trainable import hyperparameters_of
@@ -91,7 +96,7 @@ class StudySearcher(Searcher):
             self._turn += 1
             if self.issued[arm] >= self.budget:
                 continue
-            config = self.searchers[arm].suggest(trial_id)
+            config = _with_retries(self.searchers[arm].suggest, trial_id)
             if config is None or config == Searcher.FINISHED:
                 continue
             self.issued[arm] += 1
@@ -106,7 +111,7 @@ class StudySearcher(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         arm, phase = self.trial_arm.get(trial_id, (None, None))
         if phase == Phase.SEARCH:
-            self.searchers[arm].on_trial_result(trial_id, result)
+            _tolerating_replays(self.searchers[arm].on_trial_result, trial_id, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
@@ -114,7 +119,9 @@ class StudySearcher(Searcher):
         arm, phase = self.trial_arm.pop(trial_id, (None, None))  # counted once
         if phase != Phase.SEARCH:
             return
-        self.searchers[arm].on_trial_complete(trial_id, result=result, error=error)
+        _tolerating_replays(
+            self.searchers[arm].on_trial_complete, trial_id, result=result, error=error
+        )
         self.completed[arm] += 1
         value = (result or {}).get(self.metric)
         ran_every_epoch = (result or {}).get("epoch") == self.epochs[arm]
@@ -152,6 +159,36 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as stream:
             self.__dict__.update(pickle.load(stream))
+
+
+log = logging.getLogger(__name__)
+# Optuna's RDB storage lives in memtune's database; while that is away (a restart, a dropped
+# connection) a searcher call is retried with backoff for up to this long.
+STORAGE_RETRY_S = 60.0
+
+
+def _with_retries(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` again with backoff while the database behind Optuna's storage is away."""
+    delay, deadline = 0.25, time.monotonic() + STORAGE_RETRY_S
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (StorageInternalError, OperationalError, InterfaceError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Optuna's storage unavailable (%s); retrying in %.1f s",
+                        type(error).__name__, delay)  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _tolerating_replays(call: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """Forwards a trial event to an arm's Optuna searcher. A resumed experiment (Tuner.restore)
+    comes back from Tune's last snapshot, which may predate a trial's end that Optuna's RDB
+    storage already holds: Tune then replays the trial's last event, which Optuna refuses as
+    an update of a finished trial. Its value is stored already; the replay changes nothing."""
+    with contextlib.suppress(UpdateFinishedTrialError):
+        _with_retries(call, *args, **kwargs)
 
 
 class PerArmScheduler(FIFOScheduler):

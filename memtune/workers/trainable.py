@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ from memtune.workers.training import TrialTraining
 __all__ = ["CHECKPOINT_FILE", "hyperparameters_of", "train_trial"]
 
 CHECKPOINT_FILE = "trial.pt"
+# A checkpoint at most this often (and always after the last epoch): short epochs would spend
+# more on writing checkpoints, and on the experiment snapshot each one forces, than on training
+# (bench/study_overhead.py). A trial that loses its node, or a study that loses its worker,
+# re-trains at most this much; its re-reported epochs are stored once.
+CHECKPOINT_EVERY_S = 2.0
 
 
 def hyperparameters_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -59,6 +65,7 @@ def train_trial(config: dict[str, Any]) -> None:
                 torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
             )
 
+    checkpointed = time.monotonic()
     while training.epoch < plan.epochs:
         # Only a seed re-run, and only after its last epoch, ever sees the test split.
         last = training.epoch + 1 == plan.epochs
@@ -71,6 +78,10 @@ def train_trial(config: dict[str, Any]) -> None:
                 result.metrics[plan.metric] = worst_value(plan.mode)
             tune.report(result.as_dict())
             return
+        if not last and time.monotonic() - checkpointed < CHECKPOINT_EVERY_S:
+            tune.report(result.as_dict())
+            continue
         with tempfile.TemporaryDirectory(prefix="memtune-ckpt-") as directory:
             torch.save(training.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
             tune.report(result.as_dict(), checkpoint=tune.Checkpoint.from_directory(directory))
+        checkpointed = time.monotonic()

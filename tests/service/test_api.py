@@ -128,10 +128,16 @@ def test_trials_come_a_page_at_a_time_with_the_total_and_the_full_error(server):
         repository = Repository(session)
         for i in range(5):
             repository.upsert_trial(
-                study["id"], f"t{i}", arm="sgd", phase="search", seed=0, config={},
-                state="error", error="RuntimeError: boom",
+                study["id"],
+                f"t{i}",
+                arm="sgd",
+                phase="search",
+                seed=0,
+                config={},
+                state="error",
+                error="RuntimeError: boom",
                 traceback="Traceback (most recent call last):\n  ...\nRuntimeError: boom",
-            )  # fmt: skip
+            )
     with server.client() as client:
         page = client.get(f"/studies/{study['id']}/trials", params={"limit": 2, "offset": 3})
         assert page.json()["count"] == 5 and len(page.json()["data"]) == 2
@@ -243,10 +249,16 @@ def test_a_study_the_reported_nodes_cannot_run_is_422_at_submission(server):
         Repository(session).record_nodes(
             "w1",
             [
-                {"node_id": "n1", "address": "10.0.0.1", "cpus": 8.0, "gpus": 0.0,
-                 "tasks": TASKS.names(), "optimizers": without_cm},
+                {
+                    "node_id": "n1",
+                    "address": "10.0.0.1",
+                    "cpus": 8.0,
+                    "gpus": 0.0,
+                    "tasks": TASKS.names(),
+                    "optimizers": without_cm,
+                },
             ],
-        )  # fmt: skip
+        )
     cases = [
         ({"resources": {"cpu": 1, "gpu": 1}}, ["body", "resources", "gpu"], "at most 0"),
         ({"resources": {"cpu": 16}}, ["body", "resources", "cpu"], "at most 8"),
@@ -274,7 +286,12 @@ def worker_server(tmp_path):
     running = RunningServer(url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "memtune.service.cli", "worker"],
-        env={**os.environ, "DATABASE_URL": url, "MEMTUNE_LEASE_S": "6"},
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "MEMTUNE_LEASE_S": "6",
+            "MEMTUNE_STORAGE": str(tmp_path / "storage"),
+        },
     )
     yield running
     worker.terminate()

@@ -1,0 +1,425 @@
+"""memtune on a cluster that loses things: a memtune worker, a Ray node, the database, the API.
+
+Each test prints what it killed, what survived and the counts it checked. Ray runs on this one
+machine: a worker's own local Ray, or ``ray.cluster_utils.Cluster`` with several nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from memtune.service import services
+from memtune.service.store.models import Metric, Study, Trial
+from memtune.service.store.repository import Repository
+from memtune.service.store.session import Database
+from memtune.service.worker import stored_records
+from memtune.studies.records import StudyStatus, TrialRecord, TrialState
+from memtune.studies.spec import StudySpec
+from memtune.studies.verdict import Verdict, build_verdict
+from memtune.workers.sinks import ResultsSink
+from tests.service.conftest import RunningServer, _postgres_database, free_port
+from tests.tcp_proxy import BlinkingProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = services.Caller(owner_id=None, owner="admin")
+ENDED = {"completed", "failed", "cancelled"}
+
+
+def _spec(name: str, trials: int = 2, epochs: int = 2, **extra) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": name,
+            "task": "digits_mlp",
+            "smoke": True,
+            "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
+            "budget": {"trials_per_arm": trials, "epochs": epochs},
+            "seeds": [1, 2],
+            **extra,
+        }
+    )
+
+
+def _ray_processes() -> set[int]:
+    found = subprocess.run(
+        ["pgrep", "-f", "ray::|raylet|gcs_server"], capture_output=True, text=True
+    ).stdout.split()
+    return {int(pid) for pid in found}
+
+
+class Worker:
+    """``memtune worker`` in its own session; ``kill()`` SIGKILLs it and the Ray it started."""
+
+    def __init__(self, url: str, tmp: Path, **env: str) -> None:
+        self.ray_before = _ray_processes()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "memtune.service.cli", "worker"],
+            env={
+                **os.environ,
+                "DATABASE_URL": url,
+                "MEMTUNE_LEASE_S": "4",
+                "MEMTUNE_STORAGE": str(tmp / "storage"),
+                **env,
+            },
+            start_new_session=True,
+            stdout=open(tmp / "worker.log", "a"),  # noqa: SIM115 (closed with the process)
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> int:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        leftover = _ray_processes() - self.ray_before  # Ray's daemons are not in its group
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(leftover)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _trials(db: Database, study_id: int) -> dict[str, Trial]:
+    with db.session() as session:
+        return {t.tune_trial_id: t for t in Repository(session).trials_of(study_id)}
+
+
+def _status(db: Database, study_id: int) -> tuple[str, str | None]:
+    with db.session() as session:
+        study = Repository(session).find_study(study_id, None)
+        return study.status.value, study.error
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _epoch_rows(db: Database, study_id: int) -> Counter:
+    """(trial id, epoch) -> how many metric rows hold it, over every attempt."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Metric.trial_id, Metric.epoch, func.count())
+            .join(Trial, Trial.id == Metric.trial_id)
+            .where(Trial.study_id == study_id)
+            .group_by(Metric.trial_id, Metric.epoch)
+        )
+        return Counter({(trial, epoch): count for trial, epoch, count in rows})
+
+
+def test_a_killed_worker_is_resumed_and_runs_no_finished_trial_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    db = Database(url)
+    spec = _spec("resume", trials=5, epochs=3, max_concurrent_trials=2)
+    study_id = services.create_study(db, caller=ADMIN, spec=spec).id
+    first = Worker(url, tmp_path)
+    try:
+        _wait(
+            lambda: sum(t.state.ended for t in _trials(db, study_id).values()) >= 4,
+            240,
+            "4 finished trials",
+        )
+    finally:
+        leftover = first.kill()
+    before = _trials(db, study_id)
+    finished = {k: t for k, t in before.items() if t.state.ended}
+    rows_before = _epoch_rows(db, study_id)
+    print(
+        f"\nkilled the worker (SIGKILL, and {leftover} Ray processes it left) with "
+        f"{len(finished)} of {len(before)} trials finished"
+    )
+
+    second = Worker(url, tmp_path)
+    try:
+        _wait(lambda: _status(db, study_id)[0] in ENDED, 300, "the resumed study to end")
+    finally:
+        second.stop()
+    status, error = _status(db, study_id)
+    assert status == "completed", error
+    after = _trials(db, study_id)
+    rows = _epoch_rows(db, study_id)
+    assert len(after) == spec.total_trials == 14
+    for key, trial in finished.items():  # kept, and not trained again
+        assert after[key].state == trial.state and after[key].epochs_done == trial.epochs_done
+        assert {k: v for k, v in rows.items() if k[0] == trial.id} == {
+            k: v for k, v in rows_before.items() if k[0] == trial.id
+        }
+    assert set(rows.values()) == {1}  # every epoch stored once
+    assert all(t.state.ended for t in after.values())
+    assert all(t.epochs_done == 3 for t in after.values() if t.state == TrialState.COMPLETED)
+    with db.session() as session:
+        stored = Verdict.from_dict(Repository(session).find_study(study_id, None).verdict)
+    with db.session() as session:
+        recomputed = build_verdict(spec, stored_records(Repository(session), study_id, spec))
+    assert stored.to_dict()["arms"] == recomputed.to_dict()["arms"]
+    print(
+        f"resumed: {len(after)} trials, {len(finished)} kept untouched, {sum(rows.values())} "
+        "epoch rows, each epoch once; the verdict equals one computed from the stored trials"
+    )
+
+
+def test_a_resumed_study_can_still_be_cancelled(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cancel.db'}"
+    db = Database(url)
+    spec = _spec("cancel-resumed", trials=20, epochs=30, max_concurrent_trials=2)
+    study_id = services.create_study(db, caller=ADMIN, spec=spec).id
+    first = Worker(url, tmp_path)
+    try:
+        _wait(
+            lambda: any(t.epochs_done >= 2 for t in _trials(db, study_id).values()), 240, "epochs"
+        )
+    finally:
+        first.kill()
+    second = Worker(url, tmp_path)
+    try:
+        _wait(
+            lambda: (
+                _attempt(db, study_id) == 2
+                and any(t.updated_at > t.created_at for t in _trials(db, study_id).values())
+            ),
+            120,
+            "the resumed run",
+        )
+        services.cancel_study(db, caller=ADMIN, study_id=study_id)
+        requested = time.monotonic()
+        _wait(lambda: _status(db, study_id)[0] in ENDED, 60, "the cancel")
+        took = time.monotonic() - requested
+    finally:
+        second.stop()
+    assert _status(db, study_id)[0] == "cancelled"
+    print(f"\nresumed study cancelled in {took:.1f} s")
+
+
+def _attempt(db: Database, study_id: int) -> int:
+    with db.session() as session:
+        return Repository(session).find_study(study_id, None).attempt
+
+
+def test_one_worker_runs_two_studies_at_the_same_time(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    db = Database(url)
+    specs = [_spec(f"s{i}", trials=3, epochs=6) for i in range(2)]
+    ids = [services.create_study(db, caller=ADMIN, spec=spec).id for spec in specs]
+    worker = Worker(url, tmp_path, MEMTUNE_MAX_STUDIES="2")
+    try:
+        _wait(lambda: all(_status(db, i)[0] in ENDED for i in ids), 300, "both studies to end")
+    finally:
+        worker.stop()
+    with db.session() as session:
+        assert [session.get(Study, i).status for i in ids] == [StudyStatus.COMPLETED] * 2
+        # When each study's trials ran: from its first trial's start to its last trial's end.
+        spans = [
+            session.execute(
+                select(func.min(Trial.created_at), func.max(Trial.updated_at)).where(
+                    Trial.study_id == i
+                )
+            ).one()
+            for i in ids
+        ]
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_b < end_a and start_a < end_b  # their trials ran at the same time
+    overlap = (min(end_a, end_b) - max(start_a, start_b)).total_seconds()
+    print(f"\ntwo studies on one worker: their trials overlapped for {overlap:.1f} s")
+
+
+@pytest.mark.postgres
+def test_the_database_blinks_and_the_api_restarts_during_a_study_and_nothing_is_lost(tmp_path):
+    database, drop = _postgres_database()
+    host_port = database.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = BlinkingProxy(host, int(port))
+    url = database.replace(host_port, f"127.0.0.1:{proxy.port}")
+    api = RunningServer(url)
+    worker = None
+    try:
+        spec = _spec("blink", trials=3, epochs=3)
+        with api.client() as client:
+            study_id = client.post("/studies", json=spec.model_dump(mode="json")).json()["id"]
+        db = api.db
+        worker = Worker(url, tmp_path)
+        _wait(lambda: any(t.epochs_done for t in _trials(db, study_id).values()), 240, "epochs")
+        proxy.blink(6)
+        print(f"\ndropped {proxy.dropped} connections; PostgreSQL unreachable for 6 s")
+        api.stop()  # and the API restarts while the study runs
+        time.sleep(7)
+        api = RunningServer(url)
+        _wait(lambda: _status(db, study_id)[0] in ENDED, 300, "the study to end")
+        status, error = _status(db, study_id)
+        assert status == "completed", error
+        trials = _trials(db, study_id)
+        rows = _epoch_rows(db, study_id)
+        assert len(trials) == spec.total_trials
+        for trial in trials.values():
+            stored = sorted(epoch for (tid, epoch) in rows if tid == trial.id)
+            assert stored == list(range(1, trial.epochs_done + 1)), trial.tune_trial_id
+            assert trial.state != TrialState.COMPLETED or trial.epochs_done == 3
+        assert set(rows.values()) == {1}
+        with api.client() as client:
+            verdict = client.get(f"/studies/{study_id}/verdict")
+        assert verdict.status_code == 200
+        log = (tmp_path / "worker.log").read_text()
+        print(
+            f"the worker's lease renewals that failed during the blink: "
+            f"{log.count('could not renew the lease')}"
+        )
+        print(
+            f"completed: {len(trials)} trials, {sum(rows.values())} epoch rows, none lost or "
+            "doubled; the restarted API serves the verdict"
+        )
+    finally:
+        if worker is not None:
+            worker.stop()
+        api.stop()
+        proxy.close()
+        drop()
+
+
+# -- several Ray nodes on this machine --------------------------------------------------------
+
+
+class Recording(ResultsSink):
+    def __init__(self) -> None:
+        self.failed: str | None = None
+        self.started: list[str] = []
+        self.epochs: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def trial_started(self, record: TrialRecord) -> None:
+        self.started.append(record.trial_id)
+
+    def epoch_reported(self, record: TrialRecord, epoch) -> None:
+        with self.lock:
+            self.epochs[(record.trial_id, epoch.epoch)] += 1
+
+    def study_failed(self, error: str) -> None:
+        self.failed = error
+
+
+@pytest.fixture
+def two_node_cluster():
+    from memtune.workers.cluster import configure_ray_environment
+
+    configure_ray_environment()  # loopback only, token auth: as every memtune driver
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "gcs_server_port": free_port(),
+            "include_dashboard": False,
+        },
+    )
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster, nodes
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_several_nodes_and_a_local_storage_are_refused_before_any_trial(two_node_cluster, tmp_path):
+    from memtune.workers.runner import StorageError, StudyRunner
+
+    sink = Recording()
+    runner = StudyRunner(
+        _spec("local"), sink, experiment_path=str(tmp_path / "local"), shared_storage=False
+    )
+    with pytest.raises(StorageError, match="MEMTUNE_STORAGE"):
+        runner.run()
+    assert sink.failed and "3 nodes" in sink.failed and sink.started == []
+    print(f"\nrefused: {sink.failed}")
+
+
+def test_a_ray_node_dies_and_its_trials_continue_on_another(two_node_cluster, tmp_path):
+    from memtune.workers.runner import StudyRunner
+
+    cluster, nodes = two_node_cluster
+    sink = Recording()
+    epochs = 100  # long enough that both trials are mid-run when their node goes
+    spec = _spec("node-loss", trials=1, epochs=epochs)
+    runner = StudyRunner(spec, sink, experiment_path=str(tmp_path / "shared"), shared_storage=True)
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("verdict", runner.run()))
+    thread.start()
+
+    def two_mid_run() -> bool:
+        with sink.lock:
+            reached = Counter()
+            for trial, epoch in sink.epochs:
+                reached[trial] = max(reached[trial], epoch)
+        return sum(3 <= e <= epochs - 20 for e in reached.values()) >= 2
+
+    _wait(two_mid_run, 240, "two trials mid-run")
+    cluster.remove_node(nodes[0])
+    print("\nremoved a Ray node while two trials ran")
+    thread.join(timeout=400)
+    assert "verdict" in outcome and sink.failed is None
+    records = runner.records.values()
+    assert len(records) == spec.total_trials
+    assert all(r.state == TrialState.COMPLETED for r in records)
+    for record in records:
+        assert [e.epoch for e in record.epochs] == list(range(1, epochs + 1))
+    recovered = [r for r in records if r.attempt > 1]
+    assert recovered  # the trials on the lost node went on elsewhere
+    print(
+        f"completed: {len(records)} trials, {len(recovered)} resumed from their checkpoints "
+        "on the surviving node, every epoch once in the records"
+    )
+
+
+# -- the production layout ---------------------------------------------------------------------
+
+
+def test_the_compose_file_is_valid_and_shares_storage_with_every_ray_node():
+    if not _which("docker-compose"):
+        pytest.skip("needs Debian's docker-compose (apt-get install docker-compose; .ci/run does)")
+    rendered = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "MEMTUNE_ADMIN_KEY": "ci-admin", "RAY_AUTH_TOKEN": "ci-token"},
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    config = yaml.safe_load(rendered.stdout)
+    services_ = config["services"]
+    storage = {s: svc.get("environment", {}).get("MEMTUNE_STORAGE") for s, svc in services_.items()}
+    for name in ("ray-head", "ray-gpu-worker", "worker"):
+        mounts = [m if isinstance(m, str) else m.get("target") for m in services_[name]["volumes"]]
+        assert any("/runs" in str(m) for m in mounts), (name, mounts)
+    assert storage["worker"] == "/runs"
+    devices = services_["ray-gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["capabilities"] == ["gpu"]
+    print(f"\ncompose: /runs shared by {sorted(n for n in services_ if 'volumes' in services_[n])}")
+
+
+def _which(name: str) -> bool:
+    from shutil import which
+
+    return which(name) is not None
