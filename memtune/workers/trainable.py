@@ -29,7 +29,8 @@ CHECKPOINT_FILE = "trial.pt"
 # more on writing checkpoints, and on the experiment snapshot each one forces, than on training
 # (bench/study_overhead.py). A trial that loses its node, or a study that loses its worker,
 # re-trains at most this much; its re-reported epochs are stored once.
-CHECKPOINT_EVERY_S = 2.0
+# MEMTUNE_CHECKPOINT_EVERY_S=0 checkpoints every epoch.
+CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "2"))
 
 
 def hyperparameters_of(config: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,11 @@ machine: a worker's own local Ray, or ``ray.cluster_utils.Cluster`` with several
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,11 +25,10 @@ from memtune.service.store.models import Metric, Study, Trial
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.service.worker import stored_records
-from memtune.studies.records import StudyStatus, TrialRecord, TrialState
+from memtune.studies.records import StudyStatus, TrialState
 from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
-from memtune.workers.sinks import ResultsSink
-from tests.service.conftest import RunningServer, _postgres_database, free_port
+from tests.service.conftest import RunningServer, _postgres_database
 from tests.tcp_proxy import BlinkingProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -221,7 +220,9 @@ def _attempt(db: Database, study_id: int) -> int:
 def test_one_worker_runs_two_studies_at_the_same_time(tmp_path):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     db = Database(url)
-    specs = [_spec(f"s{i}", trials=3, epochs=6) for i in range(2)]
+    # Long enough that the second study's driver (a Ray task importing torch and Tune, a few
+    # seconds here) starts while the first still runs.
+    specs = [_spec(f"s{i}", trials=4, epochs=40) for i in range(2)]
     ids = [services.create_study(db, caller=ADMIN, spec=spec).id for spec in specs]
     worker = Worker(url, tmp_path, MEMTUNE_MAX_STUDIES="2")
     try:
@@ -298,98 +299,40 @@ def test_the_database_blinks_and_the_api_restarts_during_a_study_and_nothing_is_
 
 
 # -- several Ray nodes on this machine --------------------------------------------------------
+# ray.cluster_utils.Cluster changes Ray's process-wide state (its auth config among it), so
+# each scenario runs in a Python process of its own (tests/service/ray_cluster_scenarios.py)
+# and reports what it saw as JSON.
 
 
-class Recording(ResultsSink):
-    def __init__(self) -> None:
-        self.failed: str | None = None
-        self.started: list[str] = []
-        self.epochs: Counter = Counter()
-        self.lock = threading.Lock()
-
-    def trial_started(self, record: TrialRecord) -> None:
-        self.started.append(record.trial_id)
-
-    def epoch_reported(self, record: TrialRecord, epoch) -> None:
-        with self.lock:
-            self.epochs[(record.trial_id, epoch.epoch)] += 1
-
-    def study_failed(self, error: str) -> None:
-        self.failed = error
-
-
-@pytest.fixture
-def two_node_cluster():
-    from memtune.workers.cluster import configure_ray_environment
-
-    configure_ray_environment()  # loopback only, token auth: as every memtune driver
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "gcs_server_port": free_port(),
-            "include_dashboard": False,
-        },
+def _scenario(name: str, tmp_path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.service.ray_cluster_scenarios", name, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=500,
     )
-    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
-        yield cluster, nodes
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    return json.loads(lines[-1])
 
 
-def test_several_nodes_and_a_local_storage_are_refused_before_any_trial(two_node_cluster, tmp_path):
-    from memtune.workers.runner import StorageError, StudyRunner
-
-    sink = Recording()
-    runner = StudyRunner(
-        _spec("local"), sink, experiment_path=str(tmp_path / "local"), shared_storage=False
-    )
-    with pytest.raises(StorageError, match="MEMTUNE_STORAGE"):
-        runner.run()
-    assert sink.failed and "3 nodes" in sink.failed and sink.started == []
-    print(f"\nrefused: {sink.failed}")
+def test_several_nodes_and_a_local_storage_are_refused_before_any_trial(tmp_path):
+    seen = _scenario("refuse-local-storage", tmp_path)
+    assert seen["raised"] == "StorageError" and "MEMTUNE_STORAGE" in seen["failed"]
+    assert "3 nodes" in seen["failed"] and seen["started"] == 0
+    print(f"\nrefused: {seen['failed']}")
 
 
-def test_a_ray_node_dies_and_its_trials_continue_on_another(two_node_cluster, tmp_path):
-    from memtune.workers.runner import StudyRunner
-
-    cluster, nodes = two_node_cluster
-    sink = Recording()
-    epochs = 100  # long enough that both trials are mid-run when their node goes
-    spec = _spec("node-loss", trials=1, epochs=epochs)
-    runner = StudyRunner(spec, sink, experiment_path=str(tmp_path / "shared"), shared_storage=True)
-    outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.setdefault("verdict", runner.run()))
-    thread.start()
-
-    def two_mid_run() -> bool:
-        with sink.lock:
-            reached = Counter()
-            for trial, epoch in sink.epochs:
-                reached[trial] = max(reached[trial], epoch)
-        return sum(3 <= e <= epochs - 20 for e in reached.values()) >= 2
-
-    _wait(two_mid_run, 240, "two trials mid-run")
-    cluster.remove_node(nodes[0])
-    print("\nremoved a Ray node while two trials ran")
-    thread.join(timeout=400)
-    assert "verdict" in outcome and sink.failed is None
-    records = runner.records.values()
-    assert len(records) == spec.total_trials
-    assert all(r.state == TrialState.COMPLETED for r in records)
-    for record in records:
-        assert [e.epoch for e in record.epochs] == list(range(1, epochs + 1))
-    recovered = [r for r in records if r.attempt > 1]
-    assert recovered  # the trials on the lost node went on elsewhere
+def test_a_ray_node_dies_and_its_trials_continue_on_another(tmp_path):
+    seen = _scenario("lose-a-node", tmp_path)
+    assert seen["failed"] is None and seen["trials"] == seen["planned"]
+    assert seen["states"] == ["completed"]
+    assert seen["epochs_each_once"]  # every trial's epochs are 1..E, once each
+    assert seen["recovered"] >= 1  # the trial on the lost node went on elsewhere
     print(
-        f"completed: {len(records)} trials, {len(recovered)} resumed from their checkpoints "
-        "on the surviving node, every epoch once in the records"
+        f"\nremoved a Ray node while two trials ran; completed: {seen['trials']} trials, "
+        f"{seen['recovered']} resumed from their checkpoints on the surviving node"
     )
 
 

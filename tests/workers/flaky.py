@@ -9,11 +9,13 @@ from pathlib import Path
 
 from ray import tune
 
+from memtune.workers import trainable
 from memtune.workers.trainable import train_trial
 
 
 def crash_once_after_two_epochs(config: dict, marker: str) -> None:
     """Use through ``tune.with_parameters(crash_once_after_two_epochs, marker=path)``."""
+    trainable.CHECKPOINT_EVERY_S = 0.0  # a checkpoint every epoch (the default: every 2 s)
     checkpoint = tune.get_checkpoint()
     with Path(marker).open("a") as log:  # which epoch each attempt starts from
         log.write(f"{'resumed' if checkpoint else 'fresh'}\n")

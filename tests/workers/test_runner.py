@@ -123,10 +123,10 @@ class _CancelAfterFirstResult(ResultsSink):
 
 def test_cancel_stops_the_running_trials():
     sink = _CancelAfterFirstResult()
-    runner = StudyRunner(_spec(budget={"trials_per_arm": 4, "epochs": 50}), sink)
+    runner = StudyRunner(_spec(budget={"trials_per_arm": 4, "epochs": 500}), sink)
     with pytest.raises(StudyCancelled):
         runner.run()
-    assert all(len(r.epochs) < 50 for r in runner.records.values())
+    assert all(len(r.epochs) < 500 for r in runner.records.values())
     assert not any(r.phase == "seed" for r in runner.records.values())
 
 

@@ -1,0 +1,125 @@
+"""Scenarios on a Ray cluster of several nodes on this machine (ray.cluster_utils.Cluster),
+each run in a process of its own by tests/service/test_distributed.py; prints a JSON line.
+
+    python -m tests.service.ray_cluster_scenarios refuse-local-storage|lose-a-node TMP_DIR
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+
+from memtune.workers.cluster import configure_ray_environment
+
+configure_ray_environment()  # loopback only, token auth: as every memtune driver
+import ray  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from memtune.studies.spec import StudySpec  # noqa: E402
+from memtune.workers.runner import StorageError, StudyRunner  # noqa: E402
+from memtune.workers.sinks import ResultsSink  # noqa: E402
+from tests.service.conftest import free_port  # noqa: E402
+
+
+class Recording(ResultsSink):
+    def __init__(self) -> None:
+        self.failed: str | None = None
+        self.started = 0
+        self.epochs: Counter = Counter()  # trial -> highest epoch reported
+        self.lock = threading.Lock()
+
+    def trial_started(self, record) -> None:
+        self.started += 1
+
+    def epoch_reported(self, record, epoch) -> None:
+        with self.lock:
+            self.epochs[record.trial_id] = max(self.epochs[record.trial_id], epoch.epoch)
+
+    def study_failed(self, error: str) -> None:
+        self.failed = error
+
+
+def _spec(name: str, trials: int, epochs: int) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": name,
+            "task": "digits_mlp",
+            "smoke": True,
+            "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
+            "budget": {"trials_per_arm": trials, "epochs": epochs},
+            "seeds": [1, 2],
+        }
+    )
+
+
+def refuse_local_storage(tmp: str) -> dict:
+    sink = Recording()
+    runner = StudyRunner(
+        _spec("local", 2, 2), sink, experiment_path=f"{tmp}/local", shared_storage=False
+    )
+    try:
+        runner.run()
+        raised = None
+    except StorageError:
+        raised = "StorageError"
+    return {"raised": raised, "failed": sink.failed, "started": sink.started}
+
+
+def lose_a_node(tmp: str, cluster: Cluster, nodes: list) -> dict:
+    epochs = 400  # long enough that both trials are mid-run when their node goes
+    sink = Recording()
+    spec = _spec("node-loss", 1, epochs)
+    runner = StudyRunner(spec, sink, experiment_path=f"{tmp}/shared", shared_storage=True)
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("verdict", runner.run()))
+    thread.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        with sink.lock:
+            mid_run = sum(3 <= e <= epochs - 100 for e in sink.epochs.values())
+        if mid_run >= 2:
+            break
+        time.sleep(0.1)
+    # Remove a node that runs a trial: its one CPU is taken (Ray's per-node availability).
+    from ray._private.state import state
+
+    available = state.available_resources_per_node()
+    victim = next((n for n in nodes if available.get(n.node_id, {}).get("CPU", 1) < 1), nodes[0])
+    cluster.remove_node(victim)
+    thread.join(timeout=400)
+    records = list(runner.records.values())
+    return {
+        "failed": sink.failed if "verdict" in outcome else (sink.failed or "did not finish"),
+        "planned": spec.total_trials,
+        "trials": len(records),
+        "states": sorted({r.state.value for r in records}),
+        "epochs_each_once": all(
+            [e.epoch for e in r.epochs] == list(range(1, epochs + 1)) for r in records
+        ),
+        "recovered": sum(r.attempt > 1 for r in records),
+    }
+
+
+def main(name: str, tmp: str) -> None:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "gcs_server_port": free_port(), "include_dashboard": False},
+    )
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        if name == "refuse-local-storage":
+            seen = refuse_local_storage(tmp)
+        else:
+            seen = lose_a_node(tmp, cluster, nodes)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
