@@ -8,7 +8,6 @@ torch-free, and the worker runs the checks that need torch.
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import hmac
 import io
@@ -564,26 +563,14 @@ def _per_epoch(histories: list[list[dict[str, Any]]], key: str) -> list[list[flo
     return values
 
 
-@functools.cache
-def _t_quantile(degrees_of_freedom: int) -> float:
-    from scipy import stats  # only when a page asks
-
-    return float(stats.t.ppf(0.975, degrees_of_freedom))
-
-
 def _interval(values: list[float]) -> tuple[float | None, float | None, float | None]:
-    """Mean and 95% Student-t interval, as memtune.studies.stats.mean_interval computes it
-    (None bounds below 2 values, the point for zero spread), at a fraction of its cost: a
-    page asks for one per arm and epoch."""
-    n = len(values)
-    if n == 0:
+    """Mean and 95% Student-t interval of one arm's values at one epoch (the verdict's)."""
+    if not values:
         return None, None, None
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, None, None
-    spread = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = _t_quantile(n - 1) * spread / math.sqrt(n)
-    return mean, mean - half, mean + half
+    from memtune.studies.stats import mean_interval  # scipy: only when a page asks
+
+    found = mean_interval(values)
+    return found.mean, found.low, found.high
 
 
 def get_curves(

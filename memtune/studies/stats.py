@@ -18,6 +18,7 @@ its false-positive rate and its power by simulation.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,8 +66,15 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
         return Interval(mean, None, None, len(data))
     if np.ptp(data) == 0:  # zero spread: the interval is the point
         return Interval(mean, mean, mean, len(data))
-    low, high = stats.t.interval(confidence, len(data) - 1, loc=mean, scale=stats.sem(data))
-    return Interval(mean, float(low), float(high), len(data))
+    # The t quantile is cached per (confidence, n): the dashboard asks for one interval per
+    # arm and epoch, and scipy's t.interval costs ~0.5 ms a call.
+    half = _t_quantile(confidence, len(data) - 1) * float(data.std(ddof=1)) / math.sqrt(len(data))
+    return Interval(mean, mean - half, mean + half, len(data))
+
+
+@functools.cache
+def _t_quantile(confidence: float, degrees_of_freedom: int) -> float:
+    return float(stats.t.ppf((1 + confidence) / 2, degrees_of_freedom))
 
 
 def _rank_infinities(differences: np.ndarray) -> np.ndarray:
