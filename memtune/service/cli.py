@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from memtune.reproduce.cli import add_reproduce_command
 from memtune.workers.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, build_parser
 
 log = logging.getLogger("memtune")
@@ -289,6 +290,7 @@ def _replay(client, args: argparse.Namespace) -> int:
 def build_service_parser() -> argparse.ArgumentParser:
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    add_reproduce_command(commands)
 
     serve = commands.add_parser(
         "serve", help="start the API and one worker (SQLite + local Ray by default)"

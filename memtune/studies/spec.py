@@ -86,6 +86,14 @@ class RangeOverride(_Model):
 # optimizer's own (they are not optimizer arguments: the trial applies them).
 WARMUP = FloatParam("warmup_fraction", 0.0, 0.2)
 SCHEDULE_PARAMS = {WARMUP.name: WARMUP}
+# The first element of torch's ``betas`` pair (Adam's momentum), which an arm may search by
+# naming it in ``space`` (opt-in: a study searches it only when asked); the trial writes it
+# into ``betas``. Optuna samples scalars, not pairs.
+BETA1 = FloatParam("beta1", 0.0, 0.99)
+
+
+def _takes_betas(spec: OptimizerSpec) -> bool:
+    return "betas" in spec.options.model_fields
 
 
 class Schedule(_Model):
@@ -157,6 +165,8 @@ class ArmSpec(_Model):
         except ValueError as error:  # an unknown base optimizer of SAM
             raise ValueError(f"fixed.base: {error}") from None
         searchable = {p.name: p for p in spec.space(self.fixed)} | SCHEDULE_PARAMS
+        if _takes_betas(spec):
+            searchable[BETA1.name] = BETA1
         for name, override in self.space.items():
             if name not in searchable:
                 raise ValueError(
@@ -191,6 +201,8 @@ class ArmSpec(_Model):
         warmup = schedule.searched() if schedule else None
         if warmup is not None:
             params.append(warmup)
+        if BETA1.name in self.space:
+            params.append(BETA1)
         return [
             self.space[p.name].apply(p) if p.name in self.space else p
             for p in params

@@ -43,6 +43,7 @@ __all__ = [
     "build_verdict",
     "decide",
     "format_verdict",
+    "source_commit",
 ]
 
 SCHEMA_VERSION = 2
@@ -471,12 +472,13 @@ def provenance(spec: StudySpec, records: Iterable[TrialRecord]) -> dict[str, Any
         "schedule": spec.schedule.model_dump(mode="json"),
         "repeats": spec.budget.repeats,
         "versions": versions,
-        "commit": _commit(),
+        "commit": source_commit(),
         "devices": devices,
     }
 
 
-def _commit() -> str | None:
+def source_commit() -> str | None:
+    """The git commit memtune runs from (a checkout), or None (an installed wheel)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None

@@ -146,6 +146,11 @@ class TrialTraining:
             if spec.wraps_base
             else spec
         )
+        beta1 = hyperparameters.pop("beta1", None)  # searched: the first of torch's betas
+        if beta1 is not None:
+            default = spec.options.model_fields["betas"].default
+            beta2 = spec.config(**hyperparameters).get("betas", default)[1]
+            hyperparameters["betas"] = (float(beta1), float(beta2))
         if stepping.supports_fused and not {"fused", "foreach"} & hyperparameters.keys():
             hyperparameters["fused"] = True  # the fastest path a user of the baseline has
         self.optimizer = spec.build(self.task.model.parameters(), **hyperparameters)

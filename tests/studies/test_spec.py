@@ -189,3 +189,22 @@ def test_equal_gradient_evaluations_halve_sams_epochs():
         )
     )
     assert [spec.arm_epochs(arm) for arm in spec.arms] == [6, 3]
+
+
+def test_adams_beta1_is_searched_only_when_an_arm_names_it_in_its_space():
+    spec = parse_spec(
+        {
+            "task": "digits_mlp",
+            "arms": [
+                {"optimizer": "adamw", "baseline": True},
+                {"optimizer": "adamw", "name": "tuned", "space": {"beta1": {"low": 0.5}}},
+            ],
+        }
+    )
+    plain, tuned = ([p.name for p in spec.searched(arm)] for arm in spec.arms)
+    assert "beta1" not in plain and "beta1" in tuned
+    beta1 = next(p for p in spec.searched(spec.arms[1]) if p.name == "beta1")
+    assert (beta1.low, beta1.high) == (0.5, 0.99)
+    with pytest.raises(SpecError) as refused:  # SGD has no betas: its momentum is its own
+        parse_spec({"task": "digits_mlp", "arms": [{"optimizer": "sgd", "space": {"beta1": {}}}]})
+    assert refused.value.field.startswith("arms.0.space.beta1")

@@ -98,3 +98,10 @@ def test_only_a_test_epoch_evaluates_the_test_split():
     final = training.run_epoch(test=True)
     assert {"test_loss", "test_accuracy"} <= set(final.metrics)
     assert final.training_time_s == pytest.approx(training.training_time_s)
+
+
+def test_a_searched_beta1_becomes_the_first_of_torchs_betas():
+    training = _training(optimizer="adamw", hyperparameters={"lr": 1e-3, "beta1": 0.5})
+    assert training.optimizer.param_groups[0]["betas"] == (0.5, 0.999)
+    am = _training(optimizer="am_adamw", hyperparameters={"lr": 1e-3, "beta1": 0.7})
+    assert am.optimizer.param_groups[0]["betas"] == (0.7, 0.999)
