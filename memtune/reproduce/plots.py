@@ -131,19 +131,32 @@ def _divergence(data: Mapping[str, Any], number: int, directory: Path) -> str:
     return _save(figure, directory, f"claim{number}-divergence.png")
 
 
+def _rate_errors(rates: list[Mapping[str, Any]]) -> list[list[float]]:
+    """Error bars (below, above) of rates with their exact intervals."""
+    return [
+        [r["rate"] - (r["low"] or 0.0) for r in rates],
+        [(r["high"] or 1.0) - r["rate"] for r in rates],
+    ]
+
+
 def _rate_bars(data: Mapping[str, Any], number: int, directory: Path) -> str:
-    figure, axes = plt.subplots(
-        1, max(1, len(data)), figsize=(4 * max(1, len(data)), 3), squeeze=False
-    )
+    columns = min(2, max(1, len(data)))
+    rows = max(1, math.ceil(len(data) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3 * rows), squeeze=False)
+    for axis in axes.flat[len(data) :]:
+        axis.set_visible(False)
     for axis, (name, study) in zip(axes.flat, data.items(), strict=False):
         arms = study["arms"]
         labels = list(arms)
-        rates = [arms[a]["rate"] for a in labels]
-        errors = [
-            [r - (arms[a]["low"] or 0) for a, r in zip(labels, rates, strict=True)],
-            [(arms[a]["high"] or 1) - r for a, r in zip(labels, rates, strict=True)],
-        ]
-        axis.bar(labels, rates, yerr=errors, capsize=4, color="#8250df", alpha=0.8)
+        rates = [arms[a] for a in labels]
+        axis.bar(
+            labels,
+            [r["rate"] for r in rates],
+            yerr=_rate_errors(rates),
+            capsize=4,
+            color="#8250df",
+            alpha=0.8,
+        )
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("fraction of starts in the global basin", fontsize=8)
         axis.set_title(f"{name} (value < {study['threshold']:g}; exact 95% CI)", fontsize=8)
@@ -157,10 +170,15 @@ def _escape(data: Mapping[str, Any], number: int, directory: Path) -> str:
     arms = sorted({arm for level in levels for arm in data[level]})
     for offset, arm in enumerate(arms):
         xs = [float(level) * (1 + 0.03 * (offset - len(arms) / 2)) for level in levels]
-        rates = [data[level][arm]["rate"] for level in levels]
-        low = [r - (data[lv][arm]["low"] or 0) for lv, r in zip(levels, rates, strict=True)]
-        high = [(data[lv][arm]["high"] or 1) - r for lv, r in zip(levels, rates, strict=True)]
-        axis.errorbar(xs, rates, yerr=[low, high], marker="o", capsize=3, label=arm)
+        rates = [data[level][arm] for level in levels]
+        axis.errorbar(
+            xs,
+            [r["rate"] for r in rates],
+            yerr=_rate_errors(rates),
+            marker="o",
+            capsize=3,
+            label=arm,
+        )
     axis.set_xscale("log", base=2)
     axis.set_ylim(-0.05, 1.05)
     axis.set_xlabel("sharpness s of the sharp well", fontsize=8)

@@ -15,7 +15,6 @@ import os
 import platform
 import statistics
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from memtune.reproduce.claims import CLAIMS_VERSION, Claim, Mode
 from memtune.reproduce.run import BENCH_FILE, MANIFEST_FILE, load_study
 from memtune.studies import stats
 from memtune.studies.nonfinite import json_float, to_json
-from memtune.studies.verdict import Verdict, source_commit
+from memtune.studies.verdict import Verdict, package_versions, source_commit
 
 __all__ = ["REPORT_JSON", "REPORT_MD", "build_report", "render_report"]
 
@@ -103,6 +102,7 @@ def _study_summary(name: str, document: Mapping[str, Any] | None) -> dict[str, A
         ],
         "warnings": verdict.warnings,
         "devices": verdict.provenance.get("devices", []),
+        "commit": verdict.provenance.get("commit"),
     }
 
 
@@ -312,16 +312,6 @@ def _searched_again(summaries: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _versions() -> dict[str, str | None]:
-    found = {}
-    for package in ("memtune", "torch", "ray", "optuna", "scipy", "numpy", "matplotlib"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
-
-
 def build_report(
     claims: list[Claim], mode: Mode, out: Path, *, command: str, ray_address: str | None = None
 ) -> dict[str, Any]:
@@ -356,9 +346,16 @@ def build_report(
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "versions": _versions(),
+        "versions": package_versions(
+            "memtune", "torch", "ray", "optuna", "scipy", "numpy", "matplotlib"
+        ),
         "commit": source_commit(),
-        "study_seconds": sum(s.get("seconds", 0) for s in manifest.get("studies", {}).values()),
+        "study_seconds": sum(
+            run.get("seconds", 0)
+            for name, run in manifest.get("studies", {}).items()
+            if name in summaries
+        ),
+        "bench_seconds": bench.get("seconds") if bench else None,
         "alpha": judge.ALPHA,
         "rules": list(judge.RULES),
         "claims": entries,
@@ -483,12 +480,24 @@ def _study_tables(claim: Mapping[str, Any], studies: Mapping[str, Any]) -> list[
 def _provenance(report: Mapping[str, Any]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v)
     minutes = report.get("study_seconds", 0) / 60
+    commits: dict[str, list[str]] = {}
+    for name, summary in report["studies"].items():
+        if summary.get("commit"):
+            commits.setdefault(summary["commit"][:10], []).append(name)
+    ran_at = ""
+    if len(commits) > 1:  # a resumed reproduction: say which studies ran at which commit
+        ran_at = (
+            " The studies ran at several commits: "
+            + "; ".join(f"`{commit}`: {', '.join(names)}" for commit, names in commits.items())
+            + "."
+        )
     return [
         f"- Made by `{report['command']}` ({report['mode']} mode) on {report['generated']}, "
         f"commit `{report['commit'] or 'unknown'}`.",
         f"- Ran on {', '.join(report['devices'])} ({report['machine']['cpus']} CPU cores, "
         f"{report['machine']['platform']}), {report['ray']}; the studies took {minutes:.1f} "
-        "minutes.",
+        f"minutes of wall time, the step benchmark {report.get('bench_seconds') or 0:.0f} s."
+        + ran_at,
         f"- Versions: {versions}.",
         *(f"- {note}" for note in report.get("mode_notes", [])),
     ]

@@ -43,6 +43,7 @@ __all__ = [
     "build_verdict",
     "decide",
     "format_verdict",
+    "package_versions",
     "source_commit",
 ]
 
@@ -456,12 +457,7 @@ def _derived_target(
 
 def provenance(spec: StudySpec, records: Iterable[TrialRecord]) -> dict[str, Any]:
     """How the verdict was made: seeds, versions, the memtune commit and the devices."""
-    versions = {}
-    for package in ("memtune", "torch", "ray", "optuna", "scipy", "numpy", "pydantic"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = package_versions("memtune", "torch", "ray", "optuna", "scipy", "numpy", "pydantic")
     devices = sorted({e.device for r in records for e in r.epochs if e.device})
     return {
         "seeds": list(spec.seeds or ()),
@@ -475,6 +471,17 @@ def provenance(spec: StudySpec, records: Iterable[TrialRecord]) -> dict[str, Any
         "commit": source_commit(),
         "devices": devices,
     }
+
+
+def package_versions(*packages: str) -> dict[str, str | None]:
+    """The installed version of each package (None: not installed)."""
+    versions: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def source_commit() -> str | None:
