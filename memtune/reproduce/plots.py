@@ -250,10 +250,17 @@ def draw_claim(claim: Mapping[str, Any], directory: Path) -> list[tuple[str, str
 
 
 def draw_profile(profile: Mapping[str, Any], directory: Path) -> str:
-    figure, axis = plt.subplots(figsize=(6.5, 3.8))
-    for arm, line in profile["arms"].items():
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    palette = plt.get_cmap("tab20")
+    for index, (arm, line) in enumerate(profile["arms"].items()):
         axis.step(
-            profile["taus"], line["fraction"], where="post", label=f"{arm} ({line['studies']})"
+            profile["taus"],
+            line["fraction"],
+            where="post",
+            color=palette(index % 20),
+            linestyle=("-", "--", "-.", ":")[index % 4],
+            linewidth=1.6,
+            label=f"{arm} ({line['studies']} studies)",
         )
     axis.set_xlim(1, 4)
     axis.set_ylim(0, 1.02)
