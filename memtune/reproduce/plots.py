@@ -121,7 +121,10 @@ def _divergence(data: Mapping[str, Any], number: int, directory: Path) -> str:
             bad = [p["lr"] for p in points if p["value"] is None]
             axis.plot(bad, [top] * len(bad), "x", color=line.get_color(), markersize=9)
         axis.axhline(top, color="#cf222e", linewidth=0.6)
-        axis.text(axis.get_xlim()[0], top, " diverged", va="bottom", fontsize=7, color="#cf222e")
+        axis.text(  # x in axes coordinates, y in data: on the line whatever the x scale
+            0.01, top, "x: diverged", transform=axis.get_yaxis_transform(), va="bottom",
+            fontsize=7, color="#cf222e",
+        )  # fmt: skip
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("learning rate (search trials)", fontsize=8)

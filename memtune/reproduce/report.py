@@ -283,6 +283,8 @@ def _searched_again(summaries: Mapping[str, Any]) -> list[dict[str, Any]]:
         if summary["status"] != "completed":
             continue
         for arm in summary["arms"]:
+            if not any(p["name"] == "lr" for p in arm["searched"]):
+                continue  # a fixed lr (claims 4 and 5): nothing was searched again
             groups.setdefault((summary["task"], arm["optimizer"]), []).append(
                 {
                     "study": summary["name"],
@@ -454,7 +456,7 @@ def _study_tables(claim: Mapping[str, Any], studies: Mapping[str, Any]) -> list[
             f"{len(summary['seeds'])} seeds; headline {summary['headline_metric']}, "
             f"{'held-out test split' if summary['held_out'] else 'no held-out data'})",
             "",
-            "| arm | mean (95% CI) | diverged: seeds, search | best config | step ms (impl) | state MB | time to target s (ratio) |",
+            "| arm | mean (95% CI) | diverged: seeds, search | best config | step ms (impl) | state KiB | time to target s (ratio) |",
             "|---|---|---|---|---|---|---|",
         ]
         for arm in summary["arms"]:
@@ -468,11 +470,56 @@ def _study_tables(claim: Mapping[str, Any], studies: Mapping[str, Any]) -> list[
                 f"{_fmt(arm['mean'], 4)} [{_fmt(arm['ci_low'], 4)}, {_fmt(arm['ci_high'], 4)}] | "
                 f"{arm['seeds_diverged']}/{arm['seeds']}, {arm['search_diverged']}/{arm['search_trials']} | "
                 f"{config or '-'} | {_fmt(step * 1e3 if step is not None else None)} ({arm['step_impl'] or '-'}) | "
-                f"{_fmt(state / 2**20 if state is not None else None)} | "
+                f"{_fmt(state / 2**10 if state is not None else None)} | "
                 f"{_fmt(arm['time_to_target_s'])} ({_fmt(arm['target_ratio'])}) |"
+            )
+        lines.append("")
+        for c in summary["comparisons"]:
+            lines.append(
+                f"- {c['arm']} - {c['baseline']}: {_fmt(c['mean_difference'])} "
+                f"[{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}], p {_p(c['p_value'])}, "
+                f"Holm p (within the study) {_p(c['p_adjusted'])}: {c['outcome']}"
             )
         for warning in summary["warnings"]:
             lines.append(f"\n> {warning}")
+        lines.append("")
+    return lines
+
+
+def _rate_tables(claim: Mapping[str, Any]) -> list[str]:
+    """Claims 4 and 5: each arm's rate of success (basin reached, escape) with its exact
+    interval, and its median final value."""
+    plots = claim.get("plots", {})
+    lines: list[str] = []
+    if plots.get("basin"):
+        lines += [
+            "| study | arm | in the global basin (exact 95% CI) | median final value |",
+            "|---|---|---|---|",
+        ]
+        for name, study in plots["basin"].items():
+            for arm, rate in study["arms"].items():
+                lines.append(
+                    f"| {name} | {arm} | {_fmt(rate['rate'])} [{_fmt(rate['low'])}, "
+                    f"{_fmt(rate['high'])}] of {rate['n']} | {_fmt(rate['median'], 4)} |"
+                )
+        lines.append("")
+    if plots.get("escape"):
+        levels = sorted(plots["escape"], key=float)
+        arms = sorted({arm for level in levels for arm in plots["escape"][level]})
+        lines += [
+            "| arm | " + " | ".join(f"escape rate, s = {float(lv):g}" for lv in levels) + " |",
+            "|---|" + "---|" * len(levels),
+        ]
+        for arm in arms:
+            cells = []
+            for level in levels:
+                rate = plots["escape"][level].get(arm)
+                cells.append(
+                    f"{_fmt(rate['rate'])} [{_fmt(rate['low'])}, {_fmt(rate['high'])}]"
+                    if rate
+                    else "-"
+                )
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -620,6 +667,7 @@ def render_report(out: Path) -> Path:
             "",
             *_checks_table(claim),
             "",
+            *_rate_tables(claim),
             *(f"![{caption}]({PLOTS}/{name})\n" for name, caption in figures),
         ]
         if claim.get("bench"):
