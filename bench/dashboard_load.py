@@ -75,16 +75,22 @@ def main() -> None:
                 executable_path=args.chromium, args=["--no-sandbox"]
             )
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            times, below = [], []
+            times, walls, below = [], [], []
             for _ in range(1 + args.loads):
                 start = time.perf_counter()
                 page.goto(f"{base}/view/studies/{study_id}")
                 page.wait_for_selector("body[data-rendered]", timeout=120_000)
-                times.append(time.perf_counter() - start)
+                # The page's own clock, from its navigation's start: the previous page's
+                # teardown (three WebGL contexts) is not this page's render.
+                times.append(int(page.get_attribute("body", "data-rendered")) / 1e3)
+                walls.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 page.locator("#search").scroll_into_view_if_needed()
                 page.wait_for_selector("#search[data-drawn]", timeout=120_000)
                 below.append(time.perf_counter() - start)
+                # Back to the top before reloading: a reload keeps the scroll position, and a
+                # page reopened at its search plots draws those too (timed above, not here).
+                page.evaluate("window.scrollTo(0, 0)")
             sizes = {
                 path: len(httpx.get(f"{base}{path}").content)
                 for path in (
@@ -100,6 +106,8 @@ def main() -> None:
     first, reloads = times[0], sorted(times[1:])
     print(f"first complete render: first load {first:.2f} s, reloads {', '.join(f'{t:.2f}' for t in reloads)} s "
           f"({'met' if first < 1 else 'MISSED'} < 1 s on the first load)")  # fmt: skip
+    print(f"  (wall clock from page.goto, the previous page's teardown included: "
+          f"{', '.join(f'{t:.2f}' for t in walls)} s)")  # fmt: skip
     print(
         f"the per-arm search plots, drawn when scrolled to: {statistics.median(below):.2f} s more (median)"
     )

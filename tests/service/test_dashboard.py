@@ -138,11 +138,16 @@ def _traces(page, element_id: str) -> list[dict]:
 @pytest.mark.slow
 def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     server, (study_id, _) = served
+    scripts: list[str] = []
+    page.on("request", lambda r: r.resource_type == "script" and scripts.append(r.url))
     page.goto(server.base + "/")
     page.click(f"a[href='/view/studies/{study_id}']")
     page.wait_for_selector("#verdict-table")
     page.wait_for_function("document.getElementById('tuning').data !== undefined")
     _shot(page, "study")
+    # Above the fold the small build of plotly.js draws everything; the full one waits.
+    assert any(u.endswith("/static/plotly-basic.min.js") for u in scripts)
+    assert not any(u.endswith("/static/plotly.min.js") for u in scripts)
 
     verdict = server.client().get(f"/studies/{study_id}/verdict").json()
     rows = page.locator("#verdict-table tbody tr")
@@ -168,6 +173,7 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     page.locator("#search").scroll_into_view_if_needed()  # drawn when it comes into view
     page.wait_for_selector("#search[data-drawn]")
     _shot(page, "study")
+    assert any(u.endswith("/static/plotly.min.js") for u in scripts)  # parcoords: full build
     api_curves = server.client().get(f"/studies/{study_id}/curves").json()
     for arm in api_curves["arms"]:
         diverged = sum(p["state"] == "diverged" for p in arm["search"])

@@ -8,8 +8,12 @@ studies queued or running.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import logging
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -94,8 +98,29 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+# Imported beside startup, off the request path: the dashboard's first GET /studies/{id}/curves
+# needs scipy's t quantile, whose import (~0.7 s here) was most of a study page's first render
+# (bench/dashboard_load.py). A request that comes earlier waits for the same import, no longer.
+WARM_IMPORTS = ("memtune.studies.stats",)
+
+
+def _warm_imports() -> None:
+    for module in WARM_IMPORTS:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # the service without the studies extra: the route says so itself
+            log.debug("could not import %s ahead of time", module, exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    threading.Thread(target=_warm_imports, name="memtune-warm-imports", daemon=True).start()
+    yield
+
+
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app = FastAPI(
+        lifespan=_lifespan,
         title="memtune",
         summary="Does this memory-based optimizer beat my tuned baseline? Studies on Ray Tune + Optuna.",
         version="0.1.0",

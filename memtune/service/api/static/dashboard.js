@@ -89,6 +89,16 @@ function colorOf(arms, arm) { return COLORS[arms.indexOf(arm) % COLORS.length]; 
 
 function armName(arm) { return arm.baseline ? `${arm.arm} (baseline)` : arm.arm; }
 
+// plotly.js (its basic build) loads async, beside the page's first API reads: drawing waits
+// for it, fetching does not (bench/dashboard_load.py: its parse and the server's first
+// answers overlap instead of adding up).
+const plotlyReady = new Promise((resolve, reject) => {
+  const tag = document.getElementById("plotly");
+  if (window.Plotly || !tag) { resolve(); return; } // loaded already, or a page without plots
+  tag.addEventListener("load", () => resolve());
+  tag.addEventListener("error", () => reject(new Error("plotly.js did not load")));
+});
+
 function plot(id, traces, layout = {}) {
   const merged = { ...LAYOUT, ...layout, xaxis: { ...LAYOUT.xaxis, ...(layout.xaxis || {}) }, yaxis: { ...LAYOUT.yaxis, ...(layout.yaxis || {}) } };
   return Plotly.react(id, traces, merged, CONFIG);
@@ -212,7 +222,9 @@ async function studyPage() {
     try {
       await updateStudy(id, state);
       notice("");
-      document.body.dataset.rendered = "1"; // every part drawn once (bench/dashboard_load.py)
+      if (!document.body.dataset.rendered) { // every part drawn once (bench/dashboard_load.py)
+        document.body.dataset.rendered = String(Math.round(performance.now())); // ms since navigation
+      }
     } catch (error) { notice(error.message); }
     if (!state.study || !ENDED.includes(state.study.status)) setTimeout(refresh, 2000);
   };
@@ -247,6 +259,7 @@ async function updateStudy(id, state) {
     changed ? allTrials(id) : null,
     verdictDue ? api(`/studies/${id}/verdict`) : null,
   ]);
+  await plotlyReady;
   if (changed) {
     state.done = study.trials_done;
     Object.assign(state, { curves, trials });
@@ -271,11 +284,30 @@ function drawWhenVisible(id, draw) {
   target._observer = new IntersectionObserver((entries, observer) => {
     if (entries.some((entry) => entry.isIntersecting)) {
       observer.disconnect();
-      draw();
-      target.dataset.drawn = "1";
+      fullPlotly().then(() => {
+        draw();
+        target.dataset.drawn = "1";
+      }, (error) => notice(`could not load plotly.js: ${error}`));
     }
   }, { rootMargin: "200px" });
   target._observer.observe(target);
+}
+
+// The pages load plotly.js's basic build (scatter, bar); parallel coordinates need the full
+// build, loaded once, when the first plot that needs it is about to be drawn. Both are
+// plotly.js 3.7.0, so plots drawn by the first are updated by the second.
+let fullPlotlyLoading = null;
+function fullPlotly() {
+  if (!fullPlotlyLoading) { // after the basic build, which would otherwise replace it
+    fullPlotlyLoading = plotlyReady.then(() => new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "/static/plotly.min.js";
+      script.onload = () => resolve(window.Plotly);
+      script.onerror = () => reject(new Error("/static/plotly.min.js did not load"));
+      document.head.append(script);
+    }));
+  }
+  return fullPlotlyLoading;
 }
 
 async function allTrials(id) {
@@ -472,6 +504,7 @@ async function comparePage() {
       const verdict = study.status === "completed" ? await api(`/studies/${id}/verdict`) : null;
       return { id, study, curves, verdict };
     }));
+    await plotlyReady;
     const tasks = new Set(studies.map((s) => s.study.task));
     if (tasks.size > 1) notice(`These studies ran different tasks (${[...tasks].join(", ")}): their curves share an axis only if their metric does.`);
     drawCompareCurves(studies);
