@@ -73,16 +73,13 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def transform(value: float, check: Check | Mapping[str, Any], mode: str) -> float:
+def transform(value: float, check: Check, mode: str) -> float:
     """One run's value on the scale its check compares, oriented so that larger is better."""
-    scale = check.scale if isinstance(check, Check) else check["scale"]
-    source = check.source if isinstance(check, Check) else check["source"]
-    threshold = check.threshold if isinstance(check, Check) else check.get("threshold")
-    if source == "basin":
-        return 1.0 if math.isfinite(value) and value < threshold else 0.0
-    if scale == "binary":
+    if check.source == "basin":
+        return 1.0 if math.isfinite(value) and value < check.threshold else 0.0
+    if check.scale == "binary":
         return 1.0 if math.isfinite(value) and value > 0.5 else 0.0
-    if scale == "log":
+    if check.scale == "log":
         value = math.log(value) if value > 0 else -math.inf
     return value if mode == "max" else -value
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import sys
 import time
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from memtune.reproduce.claims import Claim, Mode
-from memtune.studies.nonfinite import to_json
 from memtune.studies.spec import StudySpec
+from memtune.workers.sinks import write_json
 
 __all__ = [
     "BENCH_FILE",
@@ -52,13 +51,6 @@ def load_study(out: Path, name: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return json.loads(path.read_text())
-
-
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(to_json(document), indent=1))
-    os.replace(temporary, path)
 
 
 def _already_done(out: Path, spec: StudySpec) -> bool:
@@ -121,7 +113,7 @@ def run_studies(
             bar.close()
             seconds = time.monotonic() - started
             manifest["studies"][spec.name] = {"status": status, "seconds": round(seconds, 1)}
-            _write_json(manifest_path, manifest)
+            write_json(manifest_path, manifest)
             if quiet or status != "completed":
                 echo(f"{prefix}: {status} in {seconds:.0f} s")
     return manifest
@@ -214,7 +206,7 @@ def run_benchmark(mode: Mode, out: Path, *, echo: Callable[[str], None] = print)
         "impls": impls,
         "seconds": round(time.monotonic() - started, 1),
     }
-    _write_json(path, result)
+    write_json(path, result)
     echo(
         f"step benchmark: {result['parameters']:,} parameters, {mode.bench_rounds} rounds, {result['seconds']:.0f} s"
     )

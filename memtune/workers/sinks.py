@@ -14,7 +14,7 @@ from memtune.studies.records import EpochResult, StudyStatus, TrialRecord
 from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict
 
-__all__ = ["JsonFileSink", "ResultsSink"]
+__all__ = ["JsonFileSink", "ResultsSink", "write_json"]
 
 
 class ResultsSink:
@@ -95,9 +95,15 @@ class JsonFileSink(ResultsSink):
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(to_json(self._document), stream, indent=1)
-        os.replace(temporary, self.path)
+        write_json(self.path, self._document)
         self._last_write = time.monotonic()
+
+
+def write_json(path: Path, document: Any) -> None:
+    """``document`` as JSON at ``path``, atomically (a temporary file, then a rename), with
+    non-finite numbers as memtune writes them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(to_json(document), stream, indent=1)
+    os.replace(temporary, path)
