@@ -3,10 +3,12 @@
 A synthetic finished study of 1,000 search trials x 100 epochs (3 arms, 7 seed re-runs each;
 tests/synthetic_study.py) behind uvicorn in its own process; Debian's chromium, driven by
 Playwright, opens the study page and waits until the summary, the verdict, the learning
-curves, the tuning and memory plots and the trials table are drawn (the page marks
+curves, the tuning and memory plots and the trials table's first page are drawn and the
+browser has laid out and painted the frame after them (the page then marks
 ``body[data-rendered]``); then scrolls to the per-arm search plots, which are drawn when they
 come into view, and times those too. Printed, not asserted: the first load (empty browser
-cache: plotly.js comes over the wire) and reloads.
+cache: plotly.js comes over the wire) and reloads, and where the first load's time went (the
+page's named moments, ``performance.mark`` in dashboard.js, beside each response's end).
 
 Goal: under 1 s. (The issue's measurement of the peer, optuna-dashboard, on the same study
 size and machine: 5.5 s to its first plot, 10.9 s on the first load.)
@@ -34,6 +36,13 @@ sys.path.insert(0, str(ROOT))  # tests/synthetic_study.py writes the study
 from memtune.service.store.session import Database  # noqa: E402
 from tests.service.conftest import free_port  # noqa: E402
 from tests.synthetic_study import write_finished_study  # noqa: E402
+
+# The page's named moments (dashboard.js: mark()) and the responses' ends, ms since navigation.
+MARKS = """() => [
+  ...performance.getEntriesByType("mark").map((m) => [m.name.replace("memtune: ", ""), m.startTime]),
+  ...performance.getEntriesByType("resource").map((r) => [
+    "response " + new URL(r.name).pathname.split("/").slice(-1)[0], r.responseEnd]),
+].sort((a, b) => a[1] - b[1])"""
 
 
 def main() -> None:
@@ -75,7 +84,7 @@ def main() -> None:
                 executable_path=args.chromium, args=["--no-sandbox"]
             )
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            times, walls, below = [], [], []
+            times, walls, below, marks = [], [], [], []
             for _ in range(1 + args.loads):
                 start = time.perf_counter()
                 page.goto(f"{base}/view/studies/{study_id}")
@@ -84,6 +93,7 @@ def main() -> None:
                 # teardown (three WebGL contexts) is not this page's render.
                 times.append(int(page.get_attribute("body", "data-rendered")) / 1e3)
                 walls.append(time.perf_counter() - start)
+                marks.append(page.evaluate(MARKS))
                 start = time.perf_counter()
                 page.locator("#search").scroll_into_view_if_needed()
                 page.wait_for_selector("#search[data-drawn]", timeout=120_000)
@@ -108,6 +118,9 @@ def main() -> None:
           f"({'met' if first < 1 else 'MISSED'} < 1 s on the first load)")  # fmt: skip
     print(f"  (wall clock from page.goto, the previous page's teardown included: "
           f"{', '.join(f'{t:.2f}' for t in walls)} s)")  # fmt: skip
+    for label, at in (("first load", marks[0]), ("last reload", marks[-1])):
+        print(f"  where the {label}'s time went (ms since navigation):")
+        print("    " + ", ".join(f"{name} {ms:.0f}" for name, ms in at))
     print(
         f"the per-arm search plots, drawn when scrolled to: {statistics.median(below):.2f} s more (median)"
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 
-from memtune.service.services import _queueable
+from memtune.service.services import _queueable, keep_curves
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.studies.records import EpochResult, Phase, StudyStatus, TrialRecord, TrialState
@@ -140,4 +140,5 @@ def write_finished_study(
         repository.add_metrics(rows)
         study.status = StudyStatus.COMPLETED
         study.verdict = verdict.to_dict()
+        keep_curves(repository, study.id)  # as the worker does when a study completes
         return study.id

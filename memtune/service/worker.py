@@ -137,7 +137,14 @@ class StoreSink(ResultsSink):
         self.trial_started(record)
 
     def study_finished(self, verdict: Verdict) -> None:
-        self._finish(StudyStatus.COMPLETED, verdict=verdict.to_dict())
+        from memtune.service.services import keep_curves
+
+        if not self._finish(StudyStatus.COMPLETED, verdict=verdict.to_dict()):
+            return  # no longer this worker's study
+        try:  # the dashboard's curves, kept; without them they are read live, so never fatal
+            self._write(lambda repository: keep_curves(repository, self.study_id))
+        except Exception:
+            log.warning("study %s: its curves were not kept", self.study_id, exc_info=True)
 
     def study_failed(self, error: str) -> None:
         self._finish(StudyStatus.FAILED, error=error)
@@ -147,8 +154,9 @@ class StoreSink(ResultsSink):
 
     def _finish(
         self, status: StudyStatus, *, verdict: dict | None = None, error: str | None = None
-    ) -> None:
-        self._write(lambda repository: repository.finish_study(
+    ) -> bool:
+        """Whether the study was still this worker's to finish."""
+        return self._write(lambda repository: repository.finish_study(
             self.study_id, self.worker_id, status=status, verdict=verdict, error=error))  # fmt: skip
 
     def cancel_requested(self) -> bool:

@@ -5,6 +5,7 @@ The end-to-end tests add a real worker process (``memtune worker``) on the same 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -346,6 +347,17 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
         assert [a["arm"] for a in verdict["arms"]] == ["sgd", "am_sgd"]
         assert verdict["comparisons"][0]["pairs"] == 2
 
+        # The dashboard's curves were kept as the study completed, equal to a live read.
+        curves = client.get(f"/studies/{study['id']}/curves").json()
+        assert [a["seed_runs"] for a in curves["arms"]] == [2, 2]
+        with worker_server.db.session() as session:
+            from memtune.service import services
+
+            kept = Repository(session).find_study(study["id"], None)
+            assert kept.curves == curves
+            live = services.study_curves(Repository(session), kept, services.SEARCH_CURVES)
+            assert json.loads(live.model_dump_json()) == curves
+
         trials = client.get(f"/studies/{study['id']}/trials").json()
         assert trials["count"] == 8
         detail = client.get(f"/trials/{trials['data'][0]['id']}").json()
@@ -382,10 +394,14 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "seeds"
         extended = client.post(f"/studies/{study['id']}/extend", json={"seeds": [3]})
         assert extended.status_code == 200 and extended.json()["status"] == "queued"
+        with worker_server.db.session() as session:  # its curves are read live again
+            assert Repository(session).find_study(study["id"], None).curves is None
         again = _wait(client, study["id"], lambda s: s["status"] not in ("queued", "running"))
         assert again["status"] == "completed", again["error"]
         trials = client.get(f"/studies/{study['id']}/trials").json()
         assert trials["count"] == 10
+        curves = client.get(f"/studies/{study['id']}/curves").json()
+        assert [a["seed_runs"] for a in curves["arms"]] == [3, 3]
         verdict = client.get(f"/studies/{study['id']}/verdict").json()
         assert verdict["comparisons"][0]["pairs"] == 3 and verdict["provenance"]["seeds"] == [
             1,

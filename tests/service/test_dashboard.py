@@ -140,6 +140,8 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     server, (study_id, _) = served
     scripts: list[str] = []
     page.on("request", lambda r: r.resource_type == "script" and scripts.append(r.url))
+    reads: list[str] = []
+    page.on("request", lambda r: "/trials?" in r.url and reads.append(r.url.split("?")[1]))
     page.goto(server.base + "/")
     page.click(f"a[href='/view/studies/{study_id}']")
     page.wait_for_selector("#verdict-table")
@@ -164,7 +166,13 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     assert all(t["n"] == EPOCHS for t in means)
     assert "(baseline)" in means[0]["name"] and means[0]["dash"] == "dash"
     assert all("(baseline)" not in t["name"] for t in means[1:])
-    assert sum(t["meta"] == "search" for t in curves) == TRIALS_PER_ARM * len(ARMS)
+    search = [t for t in curves if t["meta"] == "search"]  # an arm's sampled trials: one trace
+    assert len(search) == len(ARMS)
+    api_curves = server.client().get(f"/studies/{study_id}/curves").json()
+    assert [t["n"] for t in search] == [  # every sampled trial's epochs, a null after each
+        sum(len(c["values"]) + 1 for c in arm["search_curves"]) for arm in api_curves["arms"]
+    ]
+    assert all(len(arm["search_curves"]) == TRIALS_PER_ARM for arm in api_curves["arms"])
     assert sum(t["meta"] == "band" for t in curves) == len(ARMS)
 
     tuning = _traces(page, "tuning")
@@ -174,7 +182,6 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     page.wait_for_selector("#search[data-drawn]")
     _shot(page, "study")
     assert any(u.endswith("/static/plotly.min.js") for u in scripts)  # parcoords: full build
-    api_curves = server.client().get(f"/studies/{study_id}/curves").json()
     for arm in api_curves["arms"]:
         diverged = sum(p["state"] == "diverged" for p in arm["search"])
         lr = {t["meta"] or "final": t["n"] for t in _traces(page, f"lr-{arm['arm']}")}
@@ -187,7 +194,23 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     memory = _traces(page, "memory")
     assert [t["name"] for t in memory] == ["am_sgd: mean beta", "adam_cm: final vs buffer size C"]
 
-    assert page.locator("#trials tr").count() == len(ARMS) * (TRIALS_PER_ARM + 7)
+    total = len(ARMS) * (TRIALS_PER_ARM + 7)  # more than a page: the table pages
+    assert page.locator("#trials tr").count() == 50
+    assert page.inner_text("#trials-shown") == f"trials 1–50 of {total}"
+    assert page.locator("#trials-prev").is_disabled()
+    assert reads == ["limit=50"]  # the first look read the one page it shows
+    page.click("#trials-next")  # reads every trial now
+    shown = "document.getElementById('trials-shown').textContent"
+    page.wait_for_function(f"{shown} === 'trials 51–{total} of {total}'")
+    assert (
+        page.locator("#trials tr").count() == total - 50
+        and page.locator("#trials-next").is_disabled()
+    )
+    page.click("th.sortable[data-key=final_metric]")  # a sort goes back to its first page
+    page.wait_for_function(f"{shown} === 'trials 1–50 of {total}'")
+    finals = page.locator("#trials tr td:nth-child(6)").all_inner_texts()
+    numbers = [float(v) for v in finals if v not in ("–", "−∞")]
+    assert numbers == sorted(numbers) and finals[0] == "−∞"  # diverged first, ascending
     page.locator("#trials tr").first.click()
     page.wait_for_function("document.getElementById('trial-plot')?.data !== undefined")
     assert _traces(page, "trial-plot")[0]["n"] >= 1

@@ -65,6 +65,36 @@ class TestStoreContract:
         assert row.values["train_loss"] == math.inf and row.values["low"] == -math.inf
         assert row.values["ok"] == 0.5 and row.values["nested"] == [math.inf]
 
+    def test_metric_values_pick_keys_exactly_with_non_finite_and_missing_ones(self, db):
+        trial_id = _trial(db, _study(db))
+        rows = [
+            {"val_accuracy": 0.20439673707993308, "training_time_s": 0.5, "device": "cpu"},
+            {"val_accuracy": -math.inf, "training_time_s": 1.25, "mean_beta": 0.9},
+            {"val_accuracy": math.nan, "training_time_s": 3},
+        ]
+        with db.session() as session:
+            Repository(session).add_metrics(
+                [  # epoch 2 twice: the later attempt is the one read
+                    {"trial_id": trial_id, "epoch": e, "attempt": 1, "values": v}
+                    for e, v in enumerate(rows, start=1)
+                ]
+                + [{"trial_id": trial_id, "epoch": 2, "attempt": 2, "values": rows[1]}]
+            )
+        keys = ["val_accuracy", "training_time_s", "mean_beta"]
+        with db.session() as session:
+            found = Repository(session).metric_values([trial_id, 999], keys)
+        first, second, third = found[trial_id]
+        assert found[999] == []
+        assert first == {
+            "val_accuracy": 0.20439673707993308,  # every digit: the plots' intervals are exact
+            "training_time_s": 0.5,
+            "mean_beta": None,
+            "epoch": 1,
+        }
+        assert second["val_accuracy"] == -math.inf and second["mean_beta"] == 0.9
+        assert math.isnan(third["val_accuracy"]) and third["training_time_s"] == 3
+        assert [m["epoch"] for m in found[trial_id]] == [1, 2, 3]
+
     def test_retried_report_never_duplicates_an_epoch(self, db):
         trial_id = _trial(db, _study(db))
         for _ in range(3):

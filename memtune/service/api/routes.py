@@ -230,7 +230,7 @@ async def get_curves(
     study_id: Id,
     search_curves: Annotated[
         int, Query(ge=0, le=200, description="search trials per arm whose curve is sent")
-    ] = 30,
+    ] = services.SEARCH_CURVES,
 ) -> Response:
     """Per arm and epoch: the seed runs' mean metric with its 95% interval, mean training time
     and (adaptive-memory arms) mean beta; a sample of the search trials' curves; every search

@@ -87,6 +87,10 @@ class Study(Base):
     total_trials: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     verdict: Mapped[dict[str, Any] | None]
+    # GET /studies/{id}/curves as it was when the study completed: an ended study's curves no
+    # longer change, and reading 10,000 epochs again for every first look is most of the
+    # dashboard's wait (bench/dashboard_load.py)
+    curves: Mapped[dict[str, Any] | None]
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     worker_id: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
