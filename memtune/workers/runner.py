@@ -16,12 +16,14 @@ state.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -307,7 +309,8 @@ class StudyRunner:
                     self.sink.study_started(self.spec)
                     resumed = self.resume and self.can_resume(storage)
                     tuner = self._restored(storage) if resumed else self._tuner(storage)
-                    tuner.fit()
+                    with _pending_trials(self._slots()):
+                        tuner.fit()
                     if self.cancelled:
                         raise StudyCancelled("the study was cancelled")
                     verdict = build_verdict(self.spec, self.records.values())
@@ -337,6 +340,14 @@ class StudyRunner:
                 )
             except (TypeError, ValueError) as error:
                 raise SpecError(f"arms.{index}.fixed", str(error)) from None
+
+    def _slots(self) -> int:
+        """How many of this study's trials the cluster can run at once."""
+        resources, wanted = ray.cluster_resources(), self.spec.resources
+        slots = int(resources.get("CPU", 1) // wanted.cpu) if wanted.cpu > 0 else 1
+        if wanted.gpu > 0:
+            slots = min(slots, int(resources.get("GPU", 0) // wanted.gpu))
+        return max(1, min(slots, self.spec.max_concurrent_trials or slots))
 
     def _check_cluster(self) -> None:
         nodes = [node for node in ray.nodes() if node.get("Alive")]
@@ -471,6 +482,26 @@ class StudyRunner:
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
             ),
         )
+
+
+@contextlib.contextmanager
+def _pending_trials(slots: int) -> Iterator[None]:
+    """Lets Tune start up to ``slots`` trials at once while none has started yet.
+
+    With a searcher of its own (StudySearcher) and no concurrency limit, Tune keeps at most one
+    trial pending, so each new trial actor (a process that imports torch and builds its task,
+    ~3 s here) waits for the one before to be running: a study's first round of trials started
+    one after the other (bench/study_overhead.py). Tune reads the limit from this variable when
+    its controller starts, inside ``fit()``; a value the operator set is kept.
+    """
+    if "TUNE_MAX_PENDING_TRIALS_PG" in os.environ:
+        yield
+        return
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots)
+    try:
+        yield
+    finally:
+        del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
 
 
 def run_study(spec: StudySpec, sink: ResultsSink | None = None, **kwargs: Any) -> Verdict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 import pytest
@@ -17,7 +18,7 @@ from memtune.studies import stats
 from memtune.studies.spec import SpecError, load_spec, parse_spec
 from memtune.studies.verdict import decide
 from memtune.workers.cluster import node_inventory, ray_cluster
-from memtune.workers.runner import StudyCancelled, StudyRunner
+from memtune.workers.runner import StudyCancelled, StudyRunner, _pending_trials
 from memtune.workers.sinks import JsonFileSink, ResultsSink
 from tests.workers.flaky import crash_once_after_two_epochs
 
@@ -42,11 +43,22 @@ def _spec(**changes):
     return parse_spec({**base, **changes})
 
 
-def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path):
+def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path, monkeypatch):
+    from ray.tune.execution import tune_controller
+
+    pending: list[int] = []  # how many trials Tune may start before one is running
+    real = tune_controller._get_max_pending_trials
+    monkeypatch.setattr(
+        tune_controller,
+        "_get_max_pending_trials",
+        lambda alg: pending.append(real(alg)) or pending[-1],
+    )
     started = time.monotonic()
     runner = StudyRunner(_spec(), JsonFileSink(tmp_path / "study.json"))
     verdict = runner.run()
     elapsed = time.monotonic() - started
+    assert pending and set(pending) == {2}  # both first trials start at once (Tune alone: 1)
+    assert "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ
 
     phases = [(r.arm, r.phase) for r in runner.records.values()]
     assert sorted(phases) == sorted(
@@ -78,6 +90,13 @@ def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path):
     assert document["status"] == "completed" and len(document["trials"]) == 8
     assert document["verdict"]["arms"][0]["arm"] == "sgd"
     print(f"two-arm smoke study: {elapsed:.1f} s")  # the issue asks for under 2 minutes
+
+
+def test_an_operators_own_pending_trial_limit_is_kept(monkeypatch):
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "7")
+    with _pending_trials(2):
+        assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"
+    assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"
 
 
 def test_diverging_arm_ends_as_diverged_and_the_study_completes():
