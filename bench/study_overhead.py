@@ -1,16 +1,19 @@
-"""What Ray Tune + Optuna cost per trial: the runner against a plain loop, in one run.
+"""What Ray Tune + Optuna cost per trial: the runner against plain processes, side by side.
 
 Runs N trials of a fixed task (digits_mlp, ~5 s of training each by default) through the
-study runner on a local Ray, then the same trials one after the other in a plain loop, and
-prints
+study runner on a local Ray, and the same trials (configs and seeds) in as many plain
+processes as there are cores (a spawn pool: what a user without memtune would write). The
+two alternate in ABBA order (runner, plain, plain, runner), because this machine's speed
+drifts by up to ~20% within minutes. Printed:
 
+    runner wall / plain wall   over all pairs: the goal, at most 1.05
     ratio    = (runner wall time x concurrency) / (sum of the trials' training times)
     overhead = (runner wall time x concurrency - sum of training times) / trials
 
-Targets: overhead under 0.5 s per trial, ratio under 1.25 for 5-second trials. Ray's start
-(about 5 s, once per process) is outside the runner's wall time and printed apart.
+Ray's start (a few seconds, once per process) is outside the runner's wall time and printed
+apart. The plain processes import only torch and memtune's training code.
 
-    python bench/study_overhead.py --trials 10 --seconds 5
+    python bench/study_overhead.py --trials 10 --seconds 5 --pairs 2
 """
 
 from __future__ import annotations
@@ -20,21 +23,17 @@ import multiprocessing
 import os
 import time
 
-from memtune.workers.cluster import configure_ray_environment
-
-configure_ray_environment()  # before Ray is imported
-from memtune.studies.spec import parse_spec  # noqa: E402
-from memtune.workers.cluster import ray_cluster  # noqa: E402
-from memtune.workers.runner import StudyRunner  # noqa: E402
-from memtune.workers.trainable import CHECKPOINT_EVERY_S  # noqa: E402
-from memtune.workers.training import TrialTraining  # noqa: E402
-
+# Nothing heavy at the top: the plain processes are started with "spawn", which imports this
+# module in each of them, and a plain script would not import Ray, Tune and Optuna (they cost
+# those processes ~5 s of start-up when they were imported here, flattering the runner).
 TASK_OPTIONS: dict = {"batch_size": 32}
 
 
 def calibrate_epochs(seconds: float, width: int) -> int:
     """Epochs of digits_mlp (this width, one thread) that make about ``seconds`` of training."""
     import torch
+
+    from memtune.workers.training import TrialTraining
 
     torch.set_num_threads(1)
     TASK_OPTIONS["width"] = width
@@ -61,7 +60,24 @@ def main() -> None:
         default=1024,
         help="MLP width: sets the epoch length and the checkpoint size",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=2,
+        help="runner / plain-process pairs, in ABBA order (the machine's speed drifts)",
+    )
+    parser.add_argument(
+        "--sequential", action="store_true", help="also run the trials one after the other"
+    )
     args = parser.parse_args()
+
+    from memtune.workers.cluster import configure_ray_environment
+
+    configure_ray_environment()  # before Ray is imported
+    from memtune.studies.spec import parse_spec
+    from memtune.workers.cluster import ray_cluster
+    from memtune.workers.runner import StudyRunner
+    from memtune.workers.trainable import CHECKPOINT_EVERY_S, REPORT_EVERY_S
 
     epochs = calibrate_epochs(args.seconds, args.width)
     spec = parse_spec(
@@ -76,55 +92,79 @@ def main() -> None:
         }
     )
     concurrency = os.cpu_count() or 1
+    runs: dict[str, list[tuple[float, float]]] = {"runner": [], "plain": []}
+    trials: list[tuple] = []
+
+    def run_runner() -> None:
+        started = time.perf_counter()
+        runner = StudyRunner(spec)
+        runner.run()
+        records = list(runner.records.values())
+        runs["runner"].append(
+            (time.perf_counter() - started, sum(r.epochs[-1].training_time_s for r in records))
+        )
+        trials[:] = [(r.config, r.seed, epochs, TASK_OPTIONS) for r in records]
+
+    def run_plain() -> None:
+        # The runner's trials in `concurrency` plain processes on the same cores.
+        started = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
+            trained = sum(pool.starmap(_plain_trial, trials))
+        runs["plain"].append((time.perf_counter() - started, trained))
 
     started = time.perf_counter()
     with ray_cluster():
-        ray_ready = time.perf_counter()
-        runner = StudyRunner(spec)
-        runner.run()
-        runner_wall = time.perf_counter() - ray_ready
-    records = list(runner.records.values())
-    trained = sum(r.epochs[-1].training_time_s for r in records)
+        ray_start = time.perf_counter() - started
+        for pair in range(args.pairs):  # R P, P R, R P, ...
+            for run in (run_runner, run_plain) if pair % 2 == 0 else (run_plain, run_runner):
+                run()
 
-    loop_started = time.perf_counter()
-    loop_trained = sum(_plain_trial(r.config, r.seed, epochs, TASK_OPTIONS) for r in records)
-    loop_wall = time.perf_counter() - loop_started
-    # The same trials in `concurrency` plain processes on the same cores: the issue's baseline.
-    pool_started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
-        pool.starmap(_plain_trial, [(r.config, r.seed, epochs, TASK_OPTIONS) for r in records])
-    pool_wall = time.perf_counter() - pool_started
-
-    n = len(records)
-    ratio = runner_wall * concurrency / trained
-    overhead = (runner_wall * concurrency - trained) / n
+    n = len(trials)
     print(
-        f"{n} trials of digits_mlp (width {TASK_OPTIONS['width']}, checkpoint "
-        f"{records[0].epochs[-1].optimizer_state_bytes * 1.5 / 2**20:.1f} MB) x {epochs} epochs "
-        f"(a report per epoch, a checkpoint at most every {CHECKPOINT_EVERY_S:g} s), concurrency {concurrency}, Ray start {ray_ready - started:.1f} s"
+        f"{n} trials of digits_mlp (width {TASK_OPTIONS['width']}) x {epochs} epochs (every "
+        f"epoch reported, at most {REPORT_EVERY_S:g} s late; a checkpoint at most every "
+        f"{CHECKPOINT_EVERY_S:g} s and after the last), concurrency {concurrency}, "
+        f"Ray start {ray_start:.1f} s (not counted)"
+    )
+    for name, label in (("runner", "runner"), ("plain", f"{concurrency} plain processes")):
+        walls = ", ".join(f"{wall:.1f}" for wall, _ in runs[name])
+        trained = ", ".join(f"{t:.1f}" for _, t in runs[name])
+        print(f"{label:20s} wall {walls} s   training {trained} s")
+    runner_wall = sum(wall for wall, _ in runs["runner"])
+    runner_trained = sum(t for _, t in runs["runner"])
+    plain_wall = sum(wall for wall, _ in runs["plain"])
+    plain_trained = sum(t for _, t in runs["plain"])
+    ratio = runner_wall / len(runs["runner"]) * concurrency / (runner_trained / len(runs["runner"]))
+    overhead = (runner_wall * concurrency - runner_trained) / len(runs["runner"]) / n
+    print(
+        f"ratio (runner wall x concurrency / training): {ratio:.3f}   target < 1.25  "
+        f"{'ok' if ratio < 1.25 else 'MISSED'}"
     )
     print(
-        f"runner:     wall {runner_wall:7.1f} s   training {trained:7.1f} s   mean trial {trained / n:5.2f} s"
+        f"overhead per trial: {overhead:.2f} s   target < 0.5 s  "
+        f"{'ok' if overhead < 0.5 else 'MISSED'}"
     )
+    print(f"the runner's trials trained {runner_trained / plain_trained:.3f}x as long")
+    same_cores = runner_wall / plain_wall
     print(
-        f"plain loop: wall {loop_wall:7.1f} s   training {loop_trained:7.1f} s   ratio {loop_wall / loop_trained:.3f}"
-    )
-    print(
-        f"ratio (runner wall x concurrency / training): {ratio:.3f}   target < 1.25  {'ok' if ratio < 1.25 else 'MISSED'}"
-    )
-    print(
-        f"overhead per trial: {overhead:.2f} s   target < 0.5 s  {'ok' if overhead < 0.5 else 'MISSED'}"
-    )
-    same_cores = runner_wall / pool_wall
-    print(
-        f"runner wall / {concurrency} plain processes on the same cores ({pool_wall:.1f} s): "
+        f"runner wall / {concurrency} plain processes on the same cores, all pairs: "
         f"{same_cores:.3f}   target <= 1.05  {'ok' if same_cores <= 1.05 else 'MISSED'}"
     )
+    if args.sequential:
+        loop_started = time.perf_counter()
+        loop_trained = sum(_plain_trial(*trial) for trial in trials)
+        loop_wall = time.perf_counter() - loop_started
+        print(
+            f"plain loop, one at a time: wall {loop_wall:.1f} s   training {loop_trained:.1f} s"
+            f"   ratio {loop_wall / loop_trained:.3f}"
+        )
 
 
 def _plain_trial(config: dict, seed: int, epochs: int, task_options: dict) -> float:
     """One trial without Ray: build, train ``epochs`` epochs; returns its training time."""
     import torch
+
+    from memtune.workers.training import TrialTraining
 
     torch.set_num_threads(1)
     training = TrialTraining(

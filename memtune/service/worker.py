@@ -64,7 +64,16 @@ class Lease(threading.Thread):
 
 
 class StoreSink(ResultsSink):
-    """Writes trials and per-epoch metrics to the store as they happen."""
+    """Writes trials and per-epoch metrics to the store as they happen.
+
+    Epochs are written in batches, one transaction at most every :attr:`flush_every_s` (the
+    Tune driver waits for each write, and a trial waits for the driver between its epochs),
+    and always before anything else about the study is written, when a trial is checkpointed
+    (a resume re-reports only the epochs after its checkpoint, so none buffered is lost when
+    the worker dies) and when the study ends.
+    """
+
+    flush_every_s = 1.0
 
     def __init__(
         self,
@@ -81,6 +90,9 @@ class StoreSink(ResultsSink):
         self.metric, self.mode = metric, mode
         self.lease = lease  # None: the study is driven in a Ray task, away from its lease
         self.retry_s = retry_s
+        # Per trial id: its record and the metric rows not written yet.
+        self._pending: dict[str, tuple[TrialRecord, list[dict[str, Any]]]] = {}
+        self._flushed = time.monotonic()
 
     def _write(self, operation: Callable[[Repository], Any]) -> Any:
         """Runs ``operation`` in a session, again with backoff while the database is away (a
@@ -117,28 +129,50 @@ class StoreSink(ResultsSink):
         }
 
     def trial_started(self, record: TrialRecord) -> None:
+        self.flush()
         values = self._trial_values(record)
         self._write(lambda repository: repository.upsert_trial(
             self.study_id, record.trial_id, **values))  # fmt: skip
 
     def epoch_reported(self, record: TrialRecord, epoch: EpochResult) -> None:
-        values, row = self._trial_values(record), epoch.as_dict()
+        row = {"epoch": epoch.epoch, "attempt": record.attempt, "values": epoch.as_dict()}
+        self._pending.setdefault(record.trial_id, (record, []))[1].append(row)
+        if time.monotonic() - self._flushed >= self.flush_every_s:
+            self.flush()
 
-        def write(repository: Repository) -> None:
-            trial = repository.upsert_trial(self.study_id, record.trial_id, **values)
-            repository.add_metrics(
-                [{"trial_id": trial.id, "epoch": epoch.epoch, "attempt": record.attempt,
-                  "values": row}]
-            )  # fmt: skip
-
-        self._write(write)
+    def trial_checkpointed(self, record: TrialRecord) -> None:
+        self.flush()
 
     def trial_finished(self, record: TrialRecord) -> None:
         self.trial_started(record)
 
+    def flush(self) -> None:
+        """Writes the buffered epochs, and each of their trials' state, in one transaction."""
+        pending, self._pending = self._pending, {}
+        self._flushed = time.monotonic()
+        if not pending:
+            return
+        batch = [
+            (record.trial_id, self._trial_values(record), rows) for record, rows in pending.values()
+        ]
+
+        def write(repository: Repository) -> None:
+            for trial_id, values, rows in batch:
+                trial = repository.upsert_trial(self.study_id, trial_id, **values)
+                repository.add_metrics([{"trial_id": trial.id, **row} for row in rows])
+
+        try:
+            self._write(write)
+        except Exception:  # kept for the next try (the study fails if the database stays away)
+            for trial_id, (record, rows) in self._pending.items():
+                pending.setdefault(trial_id, (record, []))[1].extend(rows)
+            self._pending = pending
+            raise
+
     def study_finished(self, verdict: Verdict) -> None:
         from memtune.service.services import keep_curves
 
+        self.flush()
         if not self._finish(StudyStatus.COMPLETED, verdict=verdict.to_dict()):
             return  # no longer this worker's study
         try:  # the dashboard's curves, kept; without them they are read live, so never fatal
@@ -147,10 +181,19 @@ class StoreSink(ResultsSink):
             log.warning("study %s: its curves were not kept", self.study_id, exc_info=True)
 
     def study_failed(self, error: str) -> None:
+        self._flush_quietly()
         self._finish(StudyStatus.FAILED, error=error)
 
     def study_cancelled(self) -> None:
+        self._flush_quietly()
         self._finish(StudyStatus.CANCELLED, error="cancelled while running")
+
+    def _flush_quietly(self) -> None:
+        """Flush on the way out of a study that failed: its ending is recorded regardless."""
+        try:
+            self.flush()
+        except Exception:
+            log.warning("study %s: its last epochs were not written", self.study_id, exc_info=True)
 
     def _finish(
         self, status: StudyStatus, *, verdict: dict | None = None, error: str | None = None

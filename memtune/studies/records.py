@@ -102,6 +102,9 @@ class TrialPlan:
     repeat: int = 0  # which repetition of the arm's search (budget.repeats)
     # The lr schedule: kind, floor, and the warmup fraction when it is not searched.
     schedule: Mapping[str, Any] = field(default_factory=lambda: {"kind": "constant"})
+    # Epochs reported the moment they end (where the trial's scheduler decides); the others may
+    # be reported together with a later one (see memtune.workers.trainable).
+    report_epochs: tuple[int, ...] = ()
 
     @property
     def search_key(self) -> str:

@@ -46,9 +46,9 @@ from memtune.studies.records import (
 from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
 from memtune.workers.cluster import ray_cluster
-from memtune.workers.search import PerArmScheduler, StudySearcher
+from memtune.workers.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
 from memtune.workers.sinks import ResultsSink
-from memtune.workers.trainable import hyperparameters_of, train_trial
+from memtune.workers.trainable import EARLIER_EPOCHS, hyperparameters_of, train_trial
 
 __all__ = ["StorageError", "StudyCancelled", "StudyRunner", "run_study"]
 
@@ -132,13 +132,24 @@ class _Recorder(_DriverOnly, tune.Callback):
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         record = self._record(trial)
-        epoch = EpochResult.from_dict(result, self.runner.spec.task_spec.evaluated)
+        evaluated = self.runner.spec.task_spec.evaluated
+        # One report may carry several epochs (memtune.workers.trainable: EARLIER_EPOCHS).
+        epochs = [
+            EpochResult.from_dict(data, evaluated)
+            for data in [*result.get(EARLIER_EPOCHS, ()), result]
+        ]
         # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
-        record.epochs = [e for e in record.epochs if e.epoch < epoch.epoch] + [epoch]
-        if epoch.diverged:
-            record.state = TrialState.DIVERGED
-        self.runner.sink.epoch_reported(record, epoch)
+        record.epochs = [e for e in record.epochs if e.epoch < epochs[0].epoch] + epochs
+        for epoch in epochs:
+            if epoch.diverged:
+                record.state = TrialState.DIVERGED
+            self.runner.sink.epoch_reported(record, epoch)
         self.runner.progress(self.runner)
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        self.runner.sink.trial_checkpointed(self._record(trial))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
@@ -392,6 +403,9 @@ class StudyRunner:
                 "floor": spec.schedule.floor,
                 "warmup_fraction": spec.warmup_fraction(arm),
             },
+            report_epochs=asha_milestones(spec.budget.epochs)
+            if spec.scheduler == "asha" and phase == Phase.SEARCH
+            else (),
         )
 
     def _searches(self) -> dict[str, tuple[OptunaSearch, list[TrialPlan], int]]:
@@ -453,7 +467,7 @@ class StudyRunner:
             done=self._done_searches(),
         )
         asha = functools.partial(
-            ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, grace_period=1
+            ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, **ASHA_OPTIONS
         )
         return tune.Tuner(
             self._trainable(),

@@ -31,7 +31,20 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from memtune.studies.records import Phase, TrialPlan
 from memtune.workers.trainable import hyperparameters_of
 
-__all__ = ["PerArmScheduler", "StudySearcher"]
+__all__ = ["ASHA_OPTIONS", "PerArmScheduler", "StudySearcher", "asha_milestones"]
+
+# How the runner configures ASHA (one bracket, Ray's default reduction factor).
+ASHA_OPTIONS = {"grace_period": 1, "reduction_factor": 4, "brackets": 1}
+
+
+def asha_milestones(max_t: int) -> tuple[int, ...]:
+    """The epochs at which ASHA, configured with :data:`ASHA_OPTIONS`, compares a trial with
+    the others of its rung: grace x rf^k, as Ray's ``_Bracket`` computes them (a test holds
+    the two together). Trials report these epochs at once, so its decisions are those of
+    per-epoch reporting."""
+    grace, rf = ASHA_OPTIONS["grace_period"], ASHA_OPTIONS["reduction_factor"]
+    rungs = int(math.log(max_t / grace) / math.log(rf) + 1)
+    return tuple(grace * rf**k for k in range(rungs))
 
 
 class StudySearcher(Searcher):

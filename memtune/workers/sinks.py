@@ -33,6 +33,10 @@ class ResultsSink:
     def epoch_reported(self, record: TrialRecord, epoch: EpochResult) -> None:
         pass
 
+    def trial_checkpointed(self, record: TrialRecord) -> None:
+        """The trial's epochs so far are in a checkpoint: a resume will not report them again,
+        so a sink that buffers writes them now."""
+
     def trial_finished(self, record: TrialRecord) -> None:
         pass
 

@@ -1,4 +1,5 @@
-"""The Ray Tune function trainable: ``config`` in, one ``tune.report`` per epoch out.
+"""The Ray Tune function trainable: ``config`` in, every epoch's results out through
+``tune.report`` (short epochs several to a report: see ``REPORT_EVERY_S``).
 
 ``config["run"]`` is the trial's :class:`~memtune.studies.records.TrialPlan` (task, optimizer,
 seed, epochs, arm, phase); the optimizer's hyperparameters are the other top-level keys (what
@@ -22,15 +23,26 @@ from ray import tune
 from memtune.studies.records import Phase, TrialPlan, worst_value
 from memtune.workers.training import TrialTraining
 
-__all__ = ["CHECKPOINT_FILE", "hyperparameters_of", "train_trial"]
+__all__ = ["CHECKPOINT_FILE", "EARLIER_EPOCHS", "hyperparameters_of", "train_trial"]
 
 CHECKPOINT_FILE = "trial.pt"
 # A checkpoint at most this often (and always after the last epoch): short epochs would spend
-# more on writing checkpoints, and on the experiment snapshot each one forces, than on training
-# (bench/study_overhead.py). A trial that loses its node, or a study that loses its worker,
-# re-trains at most this much; its re-reported epochs are stored once.
+# more on writing checkpoints, and on the experiment snapshot each one forces, than on training.
+# A trial that loses its node, or a study that loses its worker, re-trains at most this much;
+# its re-reported epochs are stored once. bench/study_overhead.py, 5-s trials with 12.9 MB
+# checkpoints on 2 cores: every 2 s made the trials train 1.09x as long as in plain processes
+# (each checkpoint is written twice, to a temporary directory and to the experiment, and its
+# I/O and snapshot share the cores); at the end only, 1.00x.
 # MEMTUNE_CHECKPOINT_EVERY_S=0 checkpoints every epoch.
-CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "2"))
+CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "10"))
+# A report at most this often, carrying every epoch since the last one (EARLIER_EPOCHS, then
+# the newest as the report itself); always at once after the plan's report_epochs (where ASHA
+# decides), the last epoch, a divergence and a checkpoint. Tune's function trainable waits for
+# the driver after every report, and the driver does several milliseconds of work for each:
+# with 0.15-s epochs that was ~0.15 s a trial, and CPU taken from the trials on a small machine
+# (bench/study_overhead.py). MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
+REPORT_EVERY_S = float(os.environ.get("MEMTUNE_REPORT_EVERY_S", "0.5"))
+EARLIER_EPOCHS = "memtune_earlier_epochs"
 
 
 def hyperparameters_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +78,8 @@ def train_trial(config: dict[str, Any]) -> None:
                 torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
             )
 
-    checkpointed = time.monotonic()
+    checkpointed = reported = time.monotonic()
+    earlier: list[dict[str, Any]] = []  # epochs not reported yet
     while training.epoch < plan.epochs:
         # Only a seed re-run, and only after its last epoch, ever sees the test split.
         last = training.epoch + 1 == plan.epochs
@@ -77,12 +90,21 @@ def train_trial(config: dict[str, Any]) -> None:
                 result.train_loss = worst_value(plan.mode)
             else:
                 result.metrics[plan.metric] = worst_value(plan.mode)
-            tune.report(result.as_dict())
+            tune.report({**result.as_dict(), EARLIER_EPOCHS: earlier})
             return
-        if not last and time.monotonic() - checkpointed < CHECKPOINT_EVERY_S:
-            tune.report(result.as_dict())
+        now = time.monotonic()
+        checkpoint_due = last or now - checkpointed >= CHECKPOINT_EVERY_S
+        if not (
+            checkpoint_due or result.epoch in plan.report_epochs or now - reported >= REPORT_EVERY_S
+        ):
+            earlier.append(result.as_dict())
+            continue
+        metrics = {**result.as_dict(), EARLIER_EPOCHS: earlier}
+        earlier, reported = [], now
+        if not checkpoint_due:
+            tune.report(metrics)
             continue
         with tempfile.TemporaryDirectory(prefix="memtune-ckpt-") as directory:
             torch.save(training.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
-            tune.report(result.as_dict(), checkpoint=tune.Checkpoint.from_directory(directory))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         checkpointed = time.monotonic()

@@ -20,7 +20,7 @@ from memtune.studies.verdict import decide
 from memtune.workers.cluster import node_inventory, ray_cluster
 from memtune.workers.runner import StudyCancelled, StudyRunner, _pending_trials
 from memtune.workers.sinks import JsonFileSink, ResultsSink
-from tests.workers.flaky import crash_once_after_two_epochs
+from tests.workers.flaky import crash_once_after_two_epochs, log_reports
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -129,6 +129,39 @@ def test_checkpointed_trial_resumes_at_the_next_epoch(tmp_path):
     assert [e.epoch for e in search.epochs] == [1, 2, 3, 4]  # resumed at 3, not from 1
 
 
+class _EpochCounter(ResultsSink):
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, int]] = []
+
+    def epoch_reported(self, record, epoch) -> None:
+        self.stored.append((record.trial_id, epoch.epoch))
+
+
+def test_short_epochs_are_reported_together_but_asha_sees_its_milestones_and_each_is_stored(
+    tmp_path,
+):
+    log = tmp_path / "reports.log"
+    spec = _spec(
+        arms=[{"optimizer": "sgd", "fixed": {"lr": 0.05, "momentum": 0.9}}],
+        budget={"trials_per_arm": 1, "epochs": 6},
+        seeds=[1],
+        scheduler="asha",  # milestones at epochs 1 and 4 for 6 epochs
+    )
+    sink = _EpochCounter()
+    runner = StudyRunner(spec, sink, trainable=tune.with_parameters(log_reports, log=str(log)))
+    runner.run()
+    reports = [json.loads(line) for line in log.read_text().splitlines()]
+    by_phase = {
+        phase: [r["epochs"] for r in reports if r["phase"] == phase] for phase in ("search", "seed")
+    }
+    print("reports (epochs each carried):", by_phase)
+    assert by_phase["search"] == [[1], [2, 3, 4], [5, 6]]  # ASHA's epochs at once, then the last
+    assert by_phase["seed"] == [[1, 2, 3, 4, 5, 6]]  # no scheduler: only the last epoch forces one
+    for record in runner.records.values():
+        assert [e.epoch for e in record.epochs] == [1, 2, 3, 4, 5, 6]
+    assert sorted(sink.stored) == sorted(set(sink.stored)) and len(sink.stored) == 12
+
+
 class _CancelAfterFirstResult(ResultsSink):
     def __init__(self) -> None:
         self.results = 0
@@ -141,11 +174,15 @@ class _CancelAfterFirstResult(ResultsSink):
 
 
 def test_cancel_stops_the_running_trials():
+    # Smoke epochs take about a millisecond and a report waits up to REPORT_EVERY_S (0.5 s), so
+    # the trials are given far more epochs than fit in the time the cancel takes to arrive.
     sink = _CancelAfterFirstResult()
-    runner = StudyRunner(_spec(budget={"trials_per_arm": 4, "epochs": 500}), sink)
+    runner = StudyRunner(_spec(budget={"trials_per_arm": 4, "epochs": 20_000}), sink)
     with pytest.raises(StudyCancelled):
         runner.run()
-    assert all(len(r.epochs) < 500 for r in runner.records.values())
+    epochs = [len(r.epochs) for r in runner.records.values()]
+    print("epochs stored per trial when the cancel took effect:", epochs)
+    assert epochs and all(n < 20_000 for n in epochs)
     assert not any(r.phase == "seed" for r in runner.records.values())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ray.tune.search import Searcher
 
 from memtune.studies.records import Phase, TrialPlan
-from memtune.workers.search import StudySearcher
+from memtune.workers.search import ASHA_OPTIONS, StudySearcher, asha_milestones
 
 
 class _Scripted(Searcher):
@@ -70,3 +70,19 @@ def test_a_trial_stopped_before_its_last_epoch_cannot_be_the_best():
     searcher.on_trial_complete("a", {"val_accuracy": 0.99, "epoch": 1})  # ASHA stopped it
     searcher.on_trial_complete("b", {"val_accuracy": 0.8, "epoch": 2})
     assert searcher.best["sgd"] == {"lr": 0.2}
+
+
+def test_asha_milestones_are_the_rungs_ray_computes():
+    """The trials report these epochs at once; Ray's own bracket must decide at the same ones."""
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    for max_t in range(1, 300):
+        bracket = _Bracket(
+            min_t=ASHA_OPTIONS["grace_period"],
+            max_t=max_t,
+            reduction_factor=ASHA_OPTIONS["reduction_factor"],
+            s=0,
+        )
+        assert sorted(milestone for milestone, _ in bracket._rungs) == list(
+            asha_milestones(max_t)
+        ), max_t
