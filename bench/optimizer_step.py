@@ -81,9 +81,14 @@ def build_model(width: int, device: str, dtype: torch.dtype) -> tuple[nn.Module,
     return model, lambda: nn.functional.cross_entropy(model(inputs), labels)
 
 
-def cases(device: str) -> list[Case]:
+def cases(device: str, only: set[str] | None = None) -> list[Case]:
+    """Every registered optimizer's paths; with ``only``, those memory optimizers and their
+    baselines."""
+    keep = None if only is None else only | {GOALS[name][0] for name in only if name in GOALS}
     found = []
     for spec in OPTIMIZERS:
+        if keep is not None and spec.name not in keep:
+            continue
         if spec.supports_fused:
             paths = dict(TORCH_PATHS)
         elif spec.name in GOALS:
@@ -102,6 +107,8 @@ def cases(device: str) -> list[Case]:
                     needs_closure=spec.needs_closure,
                 )
             )
+    if only is not None and "adam_cm" not in only:
+        return found
     try:  # the official Adam+CM, only where a user has it installed
         from cmoptimizer import Adam_CM  # type: ignore[import-not-found]
 
@@ -203,7 +210,7 @@ def first_step(name: str, width: int, device: str, dtype: str) -> dict:
 def compile_times(args: argparse.Namespace) -> None:
     print("\ncompile time of the compiled implementations (first step minus a later one, s):")
     print(f"{'optimizer':12s} {'cold':>7s} {'warm':>7s}")
-    for name in GOALS:
+    for name in [name for name in GOALS if args.only is None or name in args.only.split(",")]:
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
             results = []
@@ -232,6 +239,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per case and round")
     parser.add_argument("--warmup", type=int, default=25, help="untimed steps first (> topc)")
     parser.add_argument("--no-compile-times", action="store_true", help="skip cold/warm compiles")
+    parser.add_argument(
+        "--only", metavar="NAMES", help="comma-separated optimizers (their baselines are added)"
+    )
     parser.add_argument("--first-step", metavar="NAME", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_step:
@@ -241,7 +251,8 @@ def main() -> None:
     model, loss_fn = build_model(args.width, args.device, DTYPES[args.dtype])
     n_params = sum(p.numel() for p in model.parameters())
     grads = [[torch.randn_like(p) for p in model.parameters()] for _ in range(4)]
-    all_cases = cases(args.device)
+    only = set(args.only.split(",")) if args.only else None
+    all_cases = cases(args.device, only)
     for _ in range(args.rounds):
         for case in all_cases:
             case.times.append(

@@ -345,7 +345,7 @@ def adam_cm(
             params[i].mul_(1 - lr * weight_decay)
         if warm:
             _compiled_buffer_adam(
-                compiled("adam_cm_step"),
+                "adam_cm",
                 warm,
                 params,
                 grads,
@@ -529,7 +529,7 @@ def adam_cg(
             priorities = _priorities(grads, synced)
             slots = _slots(critical_keys, priorities, synced)
         _compiled_buffer_adam(
-            compiled("adam_cg_step"),
+            "adam_cg",
             list(range(len(params))),
             params,
             grads,
@@ -585,8 +585,24 @@ def adam_cg(
         x.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)
 
 
+def _flat_buffer(buffer: Tensor) -> Tensor:
+    return flat(buffer, leading=buffer.shape[0])
+
+
+def _slot_arguments(
+    slot: _Slot | None, like: Tensor
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, bool | None]:
+    """(index, replace, count, write) as the compiled cores take them. On CPU the host reads
+    the decision for free, and ``write=False`` leaves a kept buffer untouched; on CUDA
+    ``None`` decides on the device."""
+    if slot is None:
+        return None, None, None, None
+    write = None if like.is_cuda or bool(slot.replace) else False
+    return slot.index, slot.replace, slot.count_before, write
+
+
 def _compiled_buffer_adam(
-    core: Callable[..., None],
+    optimizer: str,
     indices: list[int],
     params: list[Tensor],
     grads: list[Tensor],
@@ -603,8 +619,10 @@ def _compiled_buffer_adam(
     eps: float,
     weight_decay: float,
 ) -> None:
-    """Runs a compiled Adam+CM or Adam+CG core (memtune.optimizers.compiled) on the tensors at
-    ``indices``: the slot write, the moments and the move of x in one graph per tensor."""
+    """Runs a compiled Adam+CM or Adam+CG core (memtune.optimizers.compiled; ``optimizer`` is
+    adam_cm or adam_cg) on the tensors at ``indices``: the slot write, the moments and the move of x,
+    in one graph for them all when they share their step and slot (the usual case: a pair
+    of calls per tensor cost ~40 us each), else in one graph per tensor."""
     like = params[0]
     lr_t, beta1_t, beta2_t, eps_t, wd_t = (
         SCALARS(name, value, like)
@@ -619,16 +637,31 @@ def _compiled_buffer_adam(
     step_sizes, bias_corrections2_sqrt = _count_step(
         [state_steps[i] for i in indices], lr=lr, beta1=beta1, beta2=beta2
     )
+    shared_slot = slots is None or len({id(slots[i]) for i in indices}) == 1
+    if shared_slot and len(set(step_sizes)) == 1:
+        index, replace, count, write = _slot_arguments(
+            None if slots is None else slots[indices[0]], like
+        )
+        compiled(f"{optimizer}_group_step")(
+            [flat(params[i]) for i in indices],
+            [flat(grads[i]) for i in indices],
+            [flat(exp_avgs[i]) for i in indices],
+            [flat(exp_avg_sqs[i]) for i in indices],
+            [] if slots is None else [_flat_buffer(critical_buffers[i]) for i in indices],
+            [] if slots is None else [flat(critical_sums[i]) for i in indices],
+            index, replace, count, lr_t, beta1_t, beta2_t, eps_t, wd_t,
+            SCALARS("step_size", step_sizes[0], like),
+            SCALARS("bias_correction2_sqrt", bias_corrections2_sqrt[0], like),
+            decayed=weight_decay != 0, write=write,
+        )  # fmt: skip
+        return
+    core = compiled(f"{optimizer}_step")
     for i, step_size, bc2_sqrt in zip(indices, step_sizes, bias_corrections2_sqrt, strict=True):
-        buffer = buffer_sum = index = replace = count = None
-        write = None
+        buffer = buffer_sum = None
         if slots is not None:
-            slot = slots[i]
-            buffer = flat(critical_buffers[i], leading=critical_buffers[i].shape[0])
+            buffer = _flat_buffer(critical_buffers[i])
             buffer_sum = flat(critical_sums[i])
-            index, replace, count = slot.index, slot.replace, slot.count_before
-            # On CPU the host reads the decision for free and a kept buffer is not touched.
-            write = None if buffer.is_cuda or bool(replace) else False
+        index, replace, count, write = _slot_arguments(None if slots is None else slots[i], like)
         core(
             flat(params[i]),
             flat(grads[i]),
