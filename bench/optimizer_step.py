@@ -20,6 +20,7 @@ cache, a fresh process: what the second trial of a study on this machine pays).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from memtune.optimizers import OPTIMIZERS
+from memtune.optimizers import OPTIMIZERS, cpu_kernels
 
 TORCH_PATHS = {
     "fused": {"fused": True},
@@ -43,7 +44,20 @@ TORCH_PATHS = {
 MEMORY_PATHS = {
     "forloop": {"impl": "forloop"},
     "foreach": {"impl": "foreach"},
-    "compiled": {"impl": "compiled"},
+    "compiled": {"impl": "compiled"},  # on CPU: memtune.optimizers.cpu_kernels
+    "inductor": {"impl": "compiled"},  # on CPU: the same with those kernels off
+}
+# Full-size arrays one step reads plus writes (float32 or bf16 elements each), the model the
+# goals come from; the buffer optimizers' priority (a gradient norm) reads g once more, and a
+# replaced slot costs a read and a write of the slot and of the running sum.
+TRAFFIC = {
+    "sgd": 5,
+    "adam": 7,
+    "adamw": 7,
+    "am_sgd": 7,
+    "am_adamw": 11,
+    "adam_cm": 12,
+    "adam_cg": 12,
 }
 # memory optimizer -> (its baseline, the memory-traffic limit of the ratio)
 GOALS = {
@@ -62,6 +76,7 @@ class Case:
     path: str
     make: Callable[[list[nn.Parameter]], torch.optim.Optimizer]
     needs_closure: bool = False
+    kernels_off: bool = False  # the inductor path on CPU
     times: list[float] = field(default_factory=list)
     state_bytes: int = 0
     step_extra_bytes: int = 0
@@ -95,6 +110,8 @@ def cases(device: str, only: set[str] | None = None) -> list[Case]:
             paths = dict(MEMORY_PATHS)
             if device != "cuda":
                 paths.pop("foreach")  # on CPU always slower than the for-loop (measured)
+            else:
+                paths.pop("inductor")  # the CPU kernels are CPU only: compiled is inductor
         else:
             paths = {"default": {}}
         options = BASELINE_OPTIONS.get(spec.name, {})
@@ -105,6 +122,7 @@ def cases(device: str, only: set[str] | None = None) -> list[Case]:
                     path,
                     lambda params, spec=spec, kw={**options, **overrides}: spec.build(params, **kw),
                     needs_closure=spec.needs_closure,
+                    kernels_off=path == "inductor",
                 )
             )
     if only is not None and "adam_cm" not in only:
@@ -165,7 +183,8 @@ def measure(
             torch.cuda.synchronize()
 
     def run() -> None:
-        optimizer.step(closure) if case.needs_closure else optimizer.step()
+        with cpu_kernels.disabled() if case.kernels_off else contextlib.nullcontext():
+            optimizer.step(closure) if case.needs_closure else optimizer.step()
 
     for i in range(warmup):
         step(i)
@@ -190,41 +209,54 @@ def measure(
     return statistics.median(samples)
 
 
-def first_step(name: str, width: int, device: str, dtype: str) -> dict:
+def first_step(name: str, width: int, device: str, dtype: str, inductor: bool) -> dict:
     """Seconds of the first compiled step (compiling included) and of a later one."""
     model, _ = build_model(width, device, DTYPES[dtype])
     params = list(model.parameters())
     optimizer = OPTIMIZERS.get(name).build(params, impl="compiled")
     times = []
-    for _ in range(3):
-        for p in params:
-            p.grad = torch.randn_like(p)
-        start = time.perf_counter()
-        optimizer.step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    with cpu_kernels.disabled() if inductor else contextlib.nullcontext():
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn_like(p)
+            start = time.perf_counter()
+            optimizer.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
     return {"first": times[0], "later": times[-1], "impl": optimizer.last_impl}
 
 
 def compile_times(args: argparse.Namespace) -> None:
+    """Cold: empty caches (inductor's and the CPU kernels'), a fresh process; warm: the same
+    caches, a fresh process (what a study's later trials on this machine pay)."""
+    backends = ["compiled"] + (["inductor"] if args.device == "cpu" else [])
     print("\ncompile time of the compiled implementations (first step minus a later one, s):")
-    print(f"{'optimizer':12s} {'cold':>7s} {'warm':>7s}")
+    print(
+        f"{'optimizer':12s} "
+        + " ".join(f"{b + ' ' + w:>15s}" for b in backends for w in ("cold", "warm"))
+    )
     for name in [name for name in GOALS if args.only is None or name in args.only.split(",")]:
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
-            results = []
-            for _ in ("cold", "warm"):
-                out = subprocess.run(
-                    [sys.executable, __file__, "--first-step", name, "--width", str(args.width),
-                     "--device", args.device, "--dtype", args.dtype],
-                    env=env, capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        cold, warm = (r["first"] - r["later"] for r in results)
+        cells, fallbacks = [], []
+        for backend in backends:
+            with tempfile.TemporaryDirectory() as cache:
+                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "XDG_CACHE_HOME": cache}
+                results = []
+                for _ in ("cold", "warm"):
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--first-step", name, "--width", str(args.width),
+                         "--device", args.device, "--dtype", args.dtype]
+                        + (["--inductor"] if backend == "inductor" else []),
+                        env=env, capture_output=True, text=True, check=True,
+                    )  # fmt: skip
+                    results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            cells += [r["first"] - r["later"] for r in results]
+            if results[0]["impl"] != "compiled":
+                fallbacks.append(backend)
         print(
-            f"{name:12s} {cold:7.1f} {warm:7.1f}"
-            + ("" if results[0]["impl"] == "compiled" else "  (fell back to eager)")
+            f"{name:12s} "
+            + " ".join(f"{cell:15.2f}" for cell in cells)
+            + (f"  ({', '.join(fallbacks)} fell back to eager)" if fallbacks else "")
         )
 
 
@@ -243,9 +275,14 @@ def main() -> None:
         "--only", metavar="NAMES", help="comma-separated optimizers (their baselines are added)"
     )
     parser.add_argument("--first-step", metavar="NAME", help=argparse.SUPPRESS)
+    parser.add_argument("--inductor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.first_step:
-        print(json.dumps(first_step(args.first_step, args.width, args.device, args.dtype)))
+        print(
+            json.dumps(
+                first_step(args.first_step, args.width, args.device, args.dtype, args.inductor)
+            )
+        )
         return
 
     model, loss_fn = build_model(args.width, args.device, DTYPES[args.dtype])
@@ -268,12 +305,20 @@ def main() -> None:
         f"threads {torch.get_num_threads()}, {args.rounds} rounds x {args.steps} steps after "
         f"{args.warmup} warm; SAM rows include its second forward/backward pass"
     )
+    element = torch.empty((), dtype=DTYPES[args.dtype]).element_size()
     print(
-        f"{'optimizer':26s} {'ms':>7s} {'state MB':>9s} {'step +MB':>9s}  {'fastest torch path of the baseline':34s} {'ratio':>6s}  goal"
+        "GB/s: the arrays the step must move (TRAFFIC: "
+        + ", ".join(f"{name} {n}" for name, n in TRAFFIC.items())
+        + ") x parameters x element size, per second: how fast each path moves them"
+    )
+    print(
+        f"{'optimizer':26s} {'ms':>7s} {'GB/s':>6s} {'state MB':>9s} {'step +MB':>9s}  {'fastest torch path of the baseline':34s} {'ratio':>6s}  goal"
     )
     for case in all_cases:
+        moved = TRAFFIC.get(case.name)
+        rate = f"{moved * n_params * element / median[case.label] / 1e9:6.1f}" if moved else " " * 6
         line = (
-            f"{case.label:26s} {median[case.label] * 1e3:7.2f} {case.state_bytes / 2**20:9.1f} "
+            f"{case.label:26s} {median[case.label] * 1e3:7.2f} {rate} {case.state_bytes / 2**20:9.1f} "
             f"{case.step_extra_bytes / 2**20:9.1f}  "
         )
         if case.name in GOALS:

@@ -60,3 +60,31 @@ def keep_implementation_on_load(optimizer: torch.optim.Optimizer) -> None:
             group["foreach"] = loaded.defaults["foreach"]
 
     optimizer.register_load_state_dict_post_hook(restore)
+
+
+def keep_float64_on_load(optimizer: torch.optim.Optimizer, key: str) -> None:
+    """Makes ``load_state_dict`` keep the state entry ``key`` (a float64 scalar such as the
+    previous lr) in float64.
+
+    torch casts every floating state entry but ``step`` to its parameter's dtype, so a float32
+    model's previous lr would come back rounded and a resumed run would take another trajectory
+    (the contract's state_dict round trip is exact).
+    """
+    saved: dict[int, torch.Tensor] = {}  # position of the parameter in the groups -> value
+
+    def before(loaded: torch.optim.Optimizer, state_dict: dict) -> None:
+        saved.clear()
+        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        for position, i in enumerate(ids):
+            value = state_dict["state"].get(i, {}).get(key)
+            if isinstance(value, torch.Tensor):
+                saved[position] = value.to(torch.float64, copy=True)
+
+    def after(loaded: torch.optim.Optimizer) -> None:
+        params = [p for group in loaded.param_groups for p in group["params"]]
+        for position, value in saved.items():
+            loaded.state[params[position]][key] = value
+        saved.clear()
+
+    optimizer.register_load_state_dict_pre_hook(before)
+    optimizer.register_load_state_dict_post_hook(after)

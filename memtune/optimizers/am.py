@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.sgd import sgd
 
+from memtune.optimizers import cpu_kernels
 from memtune.optimizers._base import (
     ParamsT,
     check_betas,
@@ -26,6 +27,7 @@ from memtune.optimizers._base import (
     check_unit_interval,
     evaluate_closure,
     flat_dot,
+    keep_float64_on_load,
     keep_implementation_on_load,
 )
 from memtune.optimizers.compiled import IMPLS, SCALARS, compiled, flat, resolve_impl
@@ -89,9 +91,9 @@ class AMSGD(Optimizer):
         granularity: ``"group"`` (one beta per param group) or ``"tensor"``.
         fixed_beta: force beta to this constant (tests and ablations). With ``lam=0`` AM-SGD is
             then exactly ``torch.optim.SGD(momentum=b, dampening=b)``.
-        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled for a group of
-            at least a million elements where torch.compile works, else torch's default);
-            see :mod:`memtune.optimizers.compiled`. On CPU the compiled step's update is
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled on CPU where
+            memtune's CPU kernels build, and for a group of at least a million elements where
+            torch.compile works, else torch's default); see :mod:`memtune.optimizers.compiled`. On CPU the compiled step's update is
             torch's fused SGD kernel with momentum = dampening = 1 - w, w = (1 - beta) / (1 + lam).
         foreach: torch's flag, used when ``impl`` is not given.
 
@@ -135,6 +137,7 @@ class AMSGD(Optimizer):
         super().__init__(params, defaults)
         self.last_impl: str | None = None  # the implementation the last step ran
         keep_implementation_on_load(self)
+        keep_float64_on_load(self, "prev_lr")
 
     def _init_group(
         self,
@@ -184,7 +187,7 @@ class AMSGD(Optimizer):
                 state = self.state[p]
                 state["momentum_buffer"] = buffer
                 state["beta"] = beta
-                state["prev_lr"] = torch.tensor(float(group["lr"]), dtype=torch.float64)
+                _keep_lr(state, group["lr"])
         return loss
 
     @property
@@ -192,6 +195,16 @@ class AMSGD(Optimizer):
         """Beta of the last step: one entry per param group (``granularity="group"``) or per
         tensor, on the parameters' device. ``None`` before the first step."""
         return _last_beta(self)
+
+
+def _keep_lr(state: dict, lr: float) -> None:
+    """state["prev_lr"] <- lr, the eta_prev of the next step: a CPU float64 tensor, refilled
+    only when the lr changed (a new tensor per parameter per step cost ~5% of a step)."""
+    prev = state.get("prev_lr")
+    if prev is None or prev.dtype != torch.float64:
+        state["prev_lr"] = torch.tensor(float(lr), dtype=torch.float64)
+    elif float(prev) != lr:
+        prev.fill_(lr)
 
 
 def _last_beta(optimizer: Optimizer) -> Tensor | None:
@@ -276,7 +289,7 @@ def _am_sgd_betas_on_host(
     betas = []
     for G, X, D, gap in sums:
         numerator, denominator = _am_sgd_fraction(G, X, D, gap, lr=lr, lam=lam)
-        betas.append(min(max(numerator / denominator, 0.0), beta_max) if denominator > 0 else 0.0)
+        betas.append(_clipped_on_host(numerator, denominator, beta_max))
     return betas * len(rows) if granularity == "group" else betas
 
 
@@ -447,17 +460,21 @@ def _compiled_am_sgd(
         )
         host_betas = [float(warm_betas[0])] * len(warm) if on_cpu else None
     else:
-        rows = compiled("am_sgd_group_dots")(
-            [flat(params[i]) for i in warm],
-            [flat(grads[i]) for i in warm],
-            [flat(momentum_buffers[i]) for i in warm],  # type: ignore[arg-type]
-            wd,
-            decayed=decayed,
-        )
+        warm_tensors = [params[i] for i in warm], [grads[i] for i in warm]
+        warm_buffers: list[Tensor] = [momentum_buffers[i] for i in warm]  # type: ignore[misc]
         options = dict(lr=lr, lam=lam, beta_max=beta_max, granularity=granularity)
         warm_prev_lrs = [prev_lrs[i] for i in warm]
+        if cpu_kernels.supports(*warm_tensors, warm_buffers):
+            rows = cpu_kernels.am_sgd_dots(*warm_tensors, warm_buffers, weight_decay)
+        else:
+            rows = compiled("am_sgd_group_dots")(
+                *([flat(t) for t in ts] for ts in (*warm_tensors, warm_buffers)),
+                wd,
+                decayed=decayed,
+            )
         if on_cpu:  # reading the sums costs no device sync on CPU
-            host_betas = _am_sgd_betas_on_host(rows.tolist(), warm_prev_lrs, **options)
+            rows = rows if isinstance(rows, list) else rows.tolist()
+            host_betas = _am_sgd_betas_on_host(rows, warm_prev_lrs, **options)
             warm_betas = _as_tensors(host_betas, params[0])
         else:
             gg, gd, dd = (list(column.unbind()) for column in rows.to(params[0].dtype).unbind(1))
@@ -638,6 +655,7 @@ class AMAdamW(Optimizer):
         super().__init__(params, defaults)
         self.last_impl: str | None = None  # the implementation the last step ran
         keep_implementation_on_load(self)
+        keep_float64_on_load(self, "prev_lr")
 
     def _init_group(
         self,
@@ -708,7 +726,7 @@ class AMAdamW(Optimizer):
             for p, beta in zip(params, betas, strict=True):
                 state = self.state[p]
                 state["beta"] = beta
-                state["prev_lr"] = torch.tensor(float(group["lr"]), dtype=torch.float64)
+                _keep_lr(state, group["lr"])
         return loss
 
     @property
@@ -986,6 +1004,12 @@ def _compiled_am_adamw(
     coupling: str,
     fixed_beta: float | None,
 ) -> list[Tensor]:
+    if cpu_kernels.supports(params, grads, exp_avgs, exp_avg_sqs):
+        return _am_adamw_with_cpu_kernels(
+            params, grads, exp_avgs, exp_avg_sqs, beta_products, state_steps, prev_lrs,
+            lr=lr, beta1_max=beta1_max, beta2=beta2, eps=eps, lam=lam,
+            weight_decay=weight_decay, coupling=coupling, fixed_beta=fixed_beta,
+        )  # fmt: skip
     like = params[0]
     lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = (
         SCALARS(name, value, like)
@@ -1056,3 +1080,61 @@ def _compiled_am_adamw(
         pi.mul_(beta)
         betas.append(beta)
     return betas
+
+
+def _am_adamw_with_cpu_kernels(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    beta_products: list[Tensor],
+    state_steps: list[Tensor],
+    prev_lrs: list[float],
+    *,
+    lr: float,
+    beta1_max: float,
+    beta2: float,
+    eps: float,
+    lam: float,
+    weight_decay: float,
+    coupling: str,
+    fixed_beta: float | None,
+) -> list[Tensor]:
+    """The compiled step on CPU (:mod:`memtune.optimizers.cpu_kernels`): one pass for the sums
+    of every tensor's beta, the betas on the host (reading the sums and the CPU tensors of the
+    state is free there), one pass for the update. Every tensor keeps its own step count,
+    product of betas and previous lr."""
+    steps = []
+    for step in state_steps:
+        step += 1
+        steps.append(float(step))
+    options = dict(
+        bias_corrections1=[1 - beta1_max * float(pi) for pi in beta_products],
+        bias_corrections2_sqrt=[(1 - beta2**k) ** 0.5 for k in steps],
+        beta2=beta2,
+        eps=eps,
+        lam=lam,
+        weight_decay=weight_decay,
+        coupling=coupling,
+    )
+    if fixed_beta is not None:
+        betas = [fixed_beta] * len(params)
+    else:
+        sums = cpu_kernels.am_adamw_sums(
+            params, grads, exp_avgs, exp_avg_sqs,
+            gap_scales=[(1 + weight_decay * lr) * prev_lr / lr for prev_lr in prev_lrs],
+            **options,
+        )  # fmt: skip
+        betas = [
+            beta1_max if k == 1 else _clipped_on_host(numerator, denominator, beta1_max)
+            for k, (numerator, denominator) in zip(steps, sums, strict=True)
+        ]
+    cpu_kernels.am_adamw_update(params, grads, exp_avgs, exp_avg_sqs, betas=betas, lr=lr, **options)
+    torch._foreach_mul_(beta_products, betas)
+    return _as_tensors(betas, params[0])
+
+
+def _clipped_on_host(numerator: float, denominator: float, beta_max: float) -> float:
+    """clip(N / Dn, 0, beta_max), 0 where Dn is not positive: :func:`_clipped_ratio` in floats
+    (a NaN numerator stays NaN, as there)."""
+    return min(max(numerator / denominator, 0.0), beta_max) if denominator > 0 else 0.0

@@ -5,12 +5,15 @@ argument:
 
 * ``"forloop"``: one tensor at a time, eager (the float64 reference of the parity tests);
 * ``"foreach"``: torch's multi-tensor kernels, eager;
-* ``"compiled"``: the functions below, compiled by ``torch.compile`` (inductor), one graph per
-  tensor shape. A step is memory-bound, so what counts is how often each full-size array is
-  read and written; inductor fuses the chain of elementwise ops and reductions of one tensor
-  into a few loops, where eager code writes a temporary after every op. AM-SGD's reduction is
-  one graph for the whole group; on CPU its update then runs as torch's fused SGD kernel (the
-  update is SGD's with momentum = dampening = 1 - w, and reading w there costs no sync).
+* ``"compiled"``: on CPU, memtune's C kernels (:mod:`memtune.optimizers.cpu_kernels`: the same
+  math, one pass per tensor per phase, built once per machine); elsewhere, and on CPU where
+  those cannot be built, the functions below compiled by ``torch.compile`` (inductor), one
+  graph per tensor shape. A step is memory-bound, so what counts is how often each full-size
+  array is read and written; inductor fuses the chain of elementwise ops and reductions of one
+  tensor into a few loops, where eager code writes a temporary after every op. AM-SGD's
+  reduction is one graph for the whole group; on CPU its update then runs as torch's fused SGD
+  kernel (the update is SGD's with momentum = dampening = 1 - w, and reading w there costs no
+  sync), with either backend.
 
 Hyperparameters enter the graphs as 0-d tensors (see :class:`Scalars`), never as Python
 numbers: dynamo would specialize on a number and compile again for every learning rate of a
@@ -18,10 +21,11 @@ sweep. What stays static is structural (the coupling, whether weight decay is on
 compiles at most a few graphs per tensor shape. The 0-d tensors live on the parameters' device
 and change with ``fill_``, so a step needs no host sync on CUDA.
 
-Compiling costs seconds per process (inductor keeps its cache on disk; see
-:func:`memtune.workers.cluster.configure_ray_environment`), so the default picks it only for a
-group of at least :data:`COMPILE_MIN_NUMEL` elements, where it pays for itself within a trial
-(``bench/optimizer_step.py`` measures both).
+Compiling with inductor costs seconds per process (it keeps its cache on disk; see
+:func:`memtune.workers.cluster.configure_ray_environment`), so without the CPU kernels the
+default picks it only for a group of at least :data:`COMPILE_MIN_NUMEL` elements, where it
+pays for itself within a trial; the CPU kernels cost about a second once per machine and are
+the default on CPU at every size (``bench/optimizer_step.py`` measures both).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from memtune.optimizers import cpu_kernels
 
 __all__ = [
     "COMPILE_MIN_NUMEL",
@@ -78,23 +84,30 @@ def compile_unavailable(device_type: str) -> str | None:
 def resolve_impl(impl: str | None, foreach: bool | None, params: Sequence[Tensor]) -> str:
     """The implementation one group's step runs.
 
-    An explicit ``impl`` wins, then torch's ``foreach`` flag. By default: compiled for a large
-    group on a device where compiling works, else torch's own default (foreach on CUDA, the
-    for-loop elsewhere, where it keeps each tensor in cache through its update).
-    A ``"compiled"`` that cannot compile falls back to that default (logged once).
+    An explicit ``impl`` wins, then torch's ``foreach`` flag. By default: compiled on CPU
+    wherever memtune's CPU kernels take the tensors (any size: they are built once per machine
+    in about a second, and ran faster than the eager paths from 60K parameters up), compiled
+    for a large group on a device where torch.compile works, else torch's own default (foreach
+    on CUDA, the for-loop elsewhere, where it keeps each tensor in cache through its update).
+    A ``"compiled"`` that can run neither falls back to that default (logged once).
     """
     eager = "foreach" if params and all(p.is_cuda for p in params) else "forloop"
     if impl is None and foreach is not None:
         return "foreach" if foreach else "forloop"
+    # The compiled cores see every tensor flattened (a view): a strided one keeps the eager path.
+    dense = bool(params) and all(
+        p.is_contiguous() and (p.grad is None or p.grad.is_contiguous()) for p in params
+    )
+    on_cpu_kernels = dense and params[0].device.type == "cpu" and cpu_kernels.supports(params)
     if impl is None:
+        if on_cpu_kernels:
+            return "compiled"
         if sum(p.numel() for p in params) < COMPILE_MIN_NUMEL:
             return eager
         impl = "compiled"
     if impl == "compiled" and params:
-        # The graphs see every tensor flattened (a view): a strided one keeps the eager path.
-        dense = all(
-            p.is_contiguous() and (p.grad is None or p.grad.is_contiguous()) for p in params
-        )
+        if on_cpu_kernels:
+            return impl  # no inductor needed (memtune.optimizers.cpu_kernels)
         if not dense or compile_unavailable(params[0].device.type):
             return eager
     return impl

@@ -23,6 +23,7 @@ How the buffer is kept (the same for both):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from memtune.optimizers import cpu_kernels
 from memtune.optimizers._base import (
     ParamsT,
     check_betas,
@@ -118,9 +120,17 @@ def _init_buffer_state(state: dict, p: Tensor, topc: int) -> None:
         state["critical_keys"] = torch.full((topc,), float("-inf"), dtype=p.dtype, device=p.device)
 
 
-def _priorities(grads: list[Tensor], synced: bool) -> list[Tensor]:
-    """The key of this step's snapshot: |g| per tensor, or their sum for the whole group."""
-    norms = [torch.linalg.vector_norm(g) for g in grads]
+def _priorities(grads: list[Tensor], synced: bool, *, compiled_step: bool = False) -> list[Tensor]:
+    """The key of this step's snapshot: |g| per tensor, or their sum for the whole group.
+    A compiled step on CPU reads the gradients for it once, in one kernel call."""
+    if compiled_step and cpu_kernels.supports(grads):
+        like = grads[0]
+        norms = [
+            torch.tensor(math.sqrt(total), dtype=like.dtype)
+            for total in cpu_kernels.sum_squares(grads)
+        ]
+    else:
+        norms = [torch.linalg.vector_norm(g) for g in grads]
     if synced:
         total = torch.stack(norms).sum()
         return [total] * len(grads)
@@ -275,8 +285,9 @@ class AdamCM(_PriorityBufferAdam):
         topc: buffer size C (default 5).
         decay: priority decay per step (default 0.7).
         synced: one priority and one replace decision for the whole group (default True).
-        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled for a group of
-            at least a million elements where torch.compile works, else torch's default).
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled on CPU where
+            memtune's CPU kernels build, and for a group of at least a million elements where
+            torch.compile works, else torch's default).
         foreach: torch's flag, used when ``impl`` is not given.
     """
 
@@ -328,7 +339,7 @@ def adam_cm(
     foreach = impl == "foreach"
     has_buffer = topc > 0
     if has_buffer:
-        priorities = _priorities(grads, synced)
+        priorities = _priorities(grads, synced, compiled_step=impl == "compiled")
         slots = _slots(critical_keys, priorities, synced)
     # Quirk 1: a tensor's first call stores g and makes no move (u = 0, so v stays 0 too).
     warm = []
@@ -473,8 +484,9 @@ class AdamCG(_PriorityBufferAdam):
         topc: buffer size C (default 10).
         decay: priority decay per step (default 0.7).
         synced: one priority and one replace decision for the whole group (default True).
-        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled for a group of
-            at least a million elements where torch.compile works, else torch's default).
+        impl: ``"compiled"``, ``"foreach"`` or ``"forloop"`` (default: compiled on CPU where
+            memtune's CPU kernels build, and for a group of at least a million elements where
+            torch.compile works, else torch's default).
         foreach: torch's flag, used when ``impl`` is not given.
     """
 
@@ -526,7 +538,7 @@ def adam_cg(
     if impl == "compiled":
         slots = None
         if topc > 0:
-            priorities = _priorities(grads, synced)
+            priorities = _priorities(grads, synced, compiled_step=True)
             slots = _slots(critical_keys, priorities, synced)
         _compiled_buffer_adam(
             "adam_cg",
@@ -623,6 +635,16 @@ def _compiled_buffer_adam(
     adam_cm or adam_cg) on the tensors at ``indices``: the slot write, the moments and the move of x,
     in one graph for them all when they share their step and slot (the usual case: a pair
     of calls per tensor cost ~40 us each), else in one graph per tensor."""
+    chosen = [[ts[i] for i in indices] for ts in (params, grads, exp_avgs, exp_avg_sqs)]
+    if cpu_kernels.supports(
+        *chosen, *([] if slots is None else ([critical_sums[i] for i in indices],))
+    ):
+        _buffer_adam_with_cpu_kernels(
+            optimizer, indices, params, grads, exp_avgs, exp_avg_sqs, critical_buffers,
+            critical_sums, slots, state_steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay,
+        )  # fmt: skip
+        return
     like = params[0]
     lr_t, beta1_t, beta2_t, eps_t, wd_t = (
         SCALARS(name, value, like)
@@ -681,4 +703,53 @@ def _compiled_buffer_adam(
             SCALARS("bias_correction2_sqrt", bc2_sqrt, like),
             decayed=weight_decay != 0,
             write=write,
+        )
+
+
+def _buffer_adam_with_cpu_kernels(
+    optimizer: str,
+    indices: list[int],
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    slots: list[_Slot] | None,
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """The compiled step on CPU (:mod:`memtune.optimizers.cpu_kernels`): one pass per tensor
+    for the slot write, the moments and the move of x, one call for all the tensors that share
+    a slot decision (all of them when ``synced``). The host reads the decision (free on CPU)
+    and hands the kernel the row it replaces."""
+    step_sizes, bias_corrections2_sqrt = _count_step(
+        [state_steps[i] for i in indices], lr=lr, beta1=beta1, beta2=beta2
+    )
+    by_slot: dict[int, list[int]] = {}  # position in indices, by the slot they share
+    for position, i in enumerate(indices):
+        by_slot.setdefault(0 if slots is None else id(slots[i]), []).append(position)
+    for positions in by_slot.values():
+        chosen = [indices[p] for p in positions]
+        slot = None if slots is None else slots[chosen[0]]
+        index = 0 if slot is None else int(slot.index)
+        cpu_kernels.adam_buffer_step(
+            optimizer,
+            *([ts[i] for i in chosen] for ts in (params, grads, exp_avgs, exp_avg_sqs)),
+            [None if slot is None else critical_buffers[i][index] for i in chosen],
+            [None if slot is None else critical_sums[i] for i in chosen],
+            step_sizes=[step_sizes[p] for p in positions],
+            bias_corrections2_sqrt=[bias_corrections2_sqrt[p] for p in positions],
+            count_before=0.0 if slot is None else float(slot.count_before),
+            replace=slot is not None and bool(slot.replace),
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
         )

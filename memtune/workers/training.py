@@ -115,7 +115,8 @@ class TrialTraining:
     step through the closure, is subtracted and counted as a gradient evaluation), with CUDA
     synchronized around it; the peak memory is this trial's. A baseline with torch's fused
     kernels runs them unless its arm pins ``fused`` or ``foreach``; a memory optimizer runs
-    its default implementation (compiled for a large model) unless its arm pins ``impl``.
+    its default implementation (compiled: on CPU memtune's kernels at any size, elsewhere
+    inductor's graphs for a large model) unless its arm pins ``impl``.
     """
 
     def __init__(

@@ -2,18 +2,21 @@
 
 The for-loop in float64 is the reference. Tolerance: rtol 1e-10 / atol 1e-12 over 8 steps (the
 compiled graphs sum in another order, and turn a few divisions into products with a
-reciprocal; the differences measured are below 2e-13).
+reciprocal; the differences measured are below 2e-13). On CPU the compiled implementation
+runs memtune's C kernels; "inductor" is the same implementation with those switched off, so
+both of its CPU backends are held to the reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pytest
 import torch
 from torch import nn
 
-from memtune.optimizers import build_optimizer
+from memtune.optimizers import build_optimizer, cpu_kernels
 from memtune.optimizers import compiled as compiled_module
 from memtune.optimizers.compiled import COMPILE_MIN_NUMEL, resolve_impl
 from memtune.optimizers.contract import regression_problem, train
@@ -38,8 +41,16 @@ CASES = [
 TOLERANCE = dict(rtol=1e-10, atol=1e-12)
 IMPLS = [
     pytest.param("foreach", id="foreach"),
-    pytest.param("compiled", id="compiled", marks=pytest.mark.slow),
+    pytest.param("compiled", id="compiled"),
+    pytest.param("inductor", id="inductor", marks=pytest.mark.slow),
 ]
+
+
+def _backend(impl: str) -> tuple[str, contextlib.AbstractContextManager]:
+    """The impl the optimizer is built with, and the block its steps run in."""
+    if impl == "inductor":
+        return "compiled", cpu_kernels.disabled()
+    return impl, contextlib.nullcontext()
 
 
 def _case_id(name: str, overrides: dict) -> str:
@@ -47,12 +58,14 @@ def _case_id(name: str, overrides: dict) -> str:
 
 
 def _run(name, overrides, impl, steps, device="cpu", state=None):
+    impl, block = _backend(impl)
     model, loss_fn = regression_problem(dtype=torch.float64, device=device)
     optimizer = build_optimizer(name, model.parameters(), impl=impl, **overrides)
     if state is not None:
         model.load_state_dict(state[0])
         optimizer.load_state_dict(state[1])
-    train(model, optimizer, loss_fn, steps)
+    with block:
+        train(model, optimizer, loss_fn, steps)
     return model, optimizer
 
 
@@ -75,33 +88,37 @@ def _assert_same(reference, other):
 def test_implementation_matches_the_float64_forloop_over_every_state_entry(
     name, overrides, impl, device
 ):
+    if impl == "inductor" and device == "cuda":
+        pytest.skip("the CPU kernels are CPU only: on CUDA compiled is inductor")
     reference = _run(name, overrides, "forloop", 8)
     other = _run(name, overrides, impl, 8, device=device)
-    assert other[1].last_impl == impl  # it really ran, no silent fallback
+    assert other[1].last_impl == _backend(impl)[0]  # it really ran, no silent fallback
     _assert_same(reference, other)
 
 
 def _run_with_a_lagging_tensor(name, impl, steps=8):
     """Steps where the first layer's weight has no gradient on steps 2 and 5: it falls behind the
     other tensors, whose step counts then differ from its own."""
+    impl, block = _backend(impl)
     model, loss_fn = regression_problem(dtype=torch.float64)
     optimizer = build_optimizer(name, model.parameters(), impl=impl, lr=1e-2)
-    for step in range(steps):
-        optimizer.zero_grad()
-        loss_fn(model).backward()
-        if step in (2, 5):
-            model[0].weight.grad = None
-        optimizer.step()
+    with block:
+        for step in range(steps):
+            optimizer.zero_grad()
+            loss_fn(model).backward()
+            if step in (2, 5):
+                model[0].weight.grad = None
+            optimizer.step()
     return model, optimizer
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize("impl", ["compiled", pytest.param("inductor", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", MEMORY)
-def test_tensors_at_different_steps_match_the_forloop(name):
-    """The compiled graphs for a whole group need one step count; a group whose tensors are at
-    different steps runs them tensor by tensor, and still equals the float64 for-loop."""
+def test_tensors_at_different_steps_match_the_forloop(name, impl):
+    """The compiled graphs for a whole group need one step count, the CPU kernels take one per
+    tensor; a group whose tensors are at different steps still equals the float64 for-loop."""
     reference = _run_with_a_lagging_tensor(name, "forloop")
-    compiled_run = _run_with_a_lagging_tensor(name, "compiled")
+    compiled_run = _run_with_a_lagging_tensor(name, impl)
     assert compiled_run[1].last_impl == "compiled"
     _assert_same(reference, compiled_run)
 
@@ -109,14 +126,15 @@ def test_tensors_at_different_steps_match_the_forloop(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MEMORY)
 def test_state_dict_moves_between_implementations_mid_run(name):
-    """4 steps for-loop, then 4 compiled from its state_dict, then 4 foreach: as 12 for-loop."""
+    """3 steps for-loop, then 3 each compiled (the CPU kernels), inductor and foreach, every
+    one from the state_dict of the one before: as 12 for-loop steps."""
     overrides = {"lr": 1e-2, "weight_decay": 1e-3}
     reference = _run(name, overrides, "forloop", 12)
-    model, optimizer = _run(name, overrides, "forloop", 4)
-    for impl in ("compiled", "foreach"):
+    model, optimizer = _run(name, overrides, "forloop", 3)
+    for impl in ("compiled", "inductor", "foreach"):
         state = (model.state_dict(), optimizer.state_dict())
-        model, optimizer = _run(name, overrides, impl, 4, state=state)
-        assert optimizer.last_impl == impl
+        model, optimizer = _run(name, overrides, impl, 3, state=state)
+        assert optimizer.last_impl == _backend(impl)[0]
     _assert_same(reference, (model, optimizer))
 
 
@@ -145,9 +163,10 @@ def test_compiled_step_does_not_recompile_when_hyperparameters_change(name):
     compiled_module.compiled.cache_clear()
     compiled_module.compile_unavailable("cpu")  # its probe graph is not the optimizer's
     counters.clear()
-    first = sweep([1e-3])
-    assert first > 0
-    assert sweep([3e-3, 1e-2, 3e-2, 1e-1]) == first
+    with cpu_kernels.disabled():  # inductor's graphs, as on CUDA
+        first = sweep([1e-3])
+        assert first > 0
+        assert sweep([3e-3, 1e-2, 3e-2, 1e-1]) == first
 
 
 def _meta(numel: int) -> list[torch.Tensor]:

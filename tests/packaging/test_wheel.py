@@ -47,6 +47,7 @@ def test_wheel_installs_only_the_memtune_namespace_with_its_data(wheel):
         "memtune/service/store/migrations/env.py",
         "memtune/service/store/migrations/script.py.mako",
         "memtune/service/store/migrations/versions/0001_studies_trials_metrics.py",
+        "memtune/optimizers/cpu_kernels.c",
     ):
         assert data in names
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
@@ -81,3 +82,12 @@ def test_wheel_runs_from_a_fresh_venv_outside_the_checkout(wheel, tmp_path):
     assert "digits_mlp" in run(str(fresh / "bin" / "memtune"), "list", "tasks")
     # Alembic's migrations come from the wheel too.
     assert run(str(fresh / "bin" / "memtune"), "apikey", "create", "--owner", "w").startswith("mt_")
+    # And the CPU step kernels build from the wheel's source, into an empty cache.
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    built = run(
+        str(python),
+        "-c",
+        "from memtune.optimizers import cpu_kernels as k; "
+        "assert k.kernels_unavailable() is None, k.kernels_unavailable(); print(k.SOURCE)",
+    )
+    assert built.strip().startswith(str(fresh)) and any((tmp_path / "cache").rglob("*.so"))
