@@ -7,6 +7,10 @@ two alternate in ABBA order (runner, plain, plain, runner), because this machine
 drifts by up to ~20% within minutes. Printed:
 
     runner wall / plain wall   over all pairs: the goal, at most 1.05
+    CPU beyond training        per run, this process and all its descendants (from /proc)
+                               minus the trials' training: start-up, imports, reports,
+                               checkpoints, Ray's own processes. It drifts far less than wall
+                               time on a noisy machine, so it shows what a change saves.
     ratio    = (runner wall time x concurrency) / (sum of the trials' training times)
     overhead = (runner wall time x concurrency - sum of training times) / trials
 
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import statistics
+import threading
 import time
 
 # Nothing heavy at the top: the plain processes are started with "spawn", which imports this
@@ -95,22 +101,27 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float]]] = {"runner": [], "plain": []}
     trials: list[tuple] = []
 
+    cpu: dict[str, list[float]] = {"runner": [], "plain": []}
+
     def run_runner() -> None:
         started = time.perf_counter()
-        runner = StudyRunner(spec)
-        runner.run()
+        with CpuMeter() as meter:
+            runner = StudyRunner(spec)
+            runner.run()
         records = list(runner.records.values())
         runs["runner"].append(
             (time.perf_counter() - started, sum(r.epochs[-1].training_time_s for r in records))
         )
+        cpu["runner"].append(meter.seconds)
         trials[:] = [(r.config, r.seed, epochs, TASK_OPTIONS) for r in records]
 
     def run_plain() -> None:
         # The runner's trials in `concurrency` plain processes on the same cores.
         started = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(concurrency) as pool:
+        with CpuMeter() as meter, multiprocessing.get_context("spawn").Pool(concurrency) as pool:
             trained = sum(pool.starmap(_plain_trial, trials))
         runs["plain"].append((time.perf_counter() - started, trained))
+        cpu["plain"].append(meter.seconds)
 
     started = time.perf_counter()
     with ray_cluster():
@@ -150,6 +161,17 @@ def main() -> None:
         f"runner wall / {concurrency} plain processes on the same cores, all pairs: "
         f"{same_cores:.3f}   target <= 1.05  {'ok' if same_cores <= 1.05 else 'MISSED'}"
     )
+    # The CPU beyond the trials' training, per run (from /proc, this process and all its
+    # descendants): start-up, imports, task set-up, reports, checkpoints, Ray's own processes.
+    beyond = {
+        name: statistics.median(c - t for c, (_, t) in zip(cpu[name], runs[name], strict=True))
+        for name in cpu
+    }
+    print(
+        f"CPU beyond the trials' training, median per run: runner {beyond['runner']:.1f} s, "
+        f"plain processes {beyond['plain']:.1f} s ({(beyond['runner'] - beyond['plain']) / n:.2f} s "
+        "more per trial)"
+    )
     if args.sequential:
         loop_started = time.perf_counter()
         loop_trained = sum(_plain_trial(*trial) for trial in trials)
@@ -158,6 +180,56 @@ def main() -> None:
             f"plain loop, one at a time: wall {loop_wall:.1f} s   training {loop_trained:.1f} s"
             f"   ratio {loop_wall / loop_trained:.3f}"
         )
+
+
+class CpuMeter(threading.Thread):
+    """CPU seconds used by this process and all its descendants (Ray's processes, the trial
+    actors, the pool's workers) while the block runs. Sampled from /proc every 0.2 s, so a
+    process that lives shorter than that is missed (no trial process does)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.seconds = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._sample()
+        self.first = dict(self.last)
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.join()
+        self._sample()
+        self.seconds = sum(used - self.first.get(pid, 0.0) for pid, used in self.last.items())
+
+    def run(self) -> None:
+        while not self.done.wait(0.2):
+            self._sample()
+
+    def _sample(self) -> None:
+        me, parents, used = os.getpid(), {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / self.TICK
+        for pid, seconds in used.items():
+            ancestor = pid
+            while ancestor not in (me, 0, 1) and ancestor in parents:
+                ancestor = parents[ancestor]
+            if ancestor == me:
+                self.last[pid] = max(seconds, self.last.get(pid, 0.0))
 
 
 def _plain_trial(config: dict, seed: int, epochs: int, task_options: dict) -> float:

@@ -37,11 +37,14 @@ CHECKPOINT_FILE = "trial.pt"
 CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "10"))
 # A report at most this often, carrying every epoch since the last one (EARLIER_EPOCHS, then
 # the newest as the report itself); always at once after the plan's report_epochs (where ASHA
-# decides), the last epoch, a divergence and a checkpoint. Tune's function trainable waits for
-# the driver after every report, and the driver does several milliseconds of work for each:
-# with 0.15-s epochs that was ~0.15 s a trial, and CPU taken from the trials on a small machine
-# (bench/study_overhead.py). MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
-REPORT_EVERY_S = float(os.environ.get("MEMTUNE_REPORT_EVERY_S", "0.5"))
+# decides), the last epoch, a divergence and a checkpoint. Every report costs the trial and
+# Tune's driver some CPU (serialising, the driver's callbacks, the searcher), taken from the
+# trials on a small machine: bench/study_overhead.py, 11 trials of ~5 s on 2 cores, CPU beyond
+# the trials' training against plain processes: 3.2 s more a run at 0.5 s, 1.2 s at 2 s (wall
+# 1.132 and 1.051); a report per epoch (0.15-s epochs) was ~0.15 s a trial more than 0.5 s.
+# The cost of 2 s: epochs reach the store and the dashboard up to 2 s late, and a cancel takes
+# effect at the next report. MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
+REPORT_EVERY_S = float(os.environ.get("MEMTUNE_REPORT_EVERY_S", "2"))
 EARLIER_EPOCHS = "memtune_earlier_epochs"
 
 

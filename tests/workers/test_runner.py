@@ -175,7 +175,7 @@ class _CancelAfterFirstResult(ResultsSink):
 
 
 def test_cancel_stops_the_running_trials():
-    # Smoke epochs take about a millisecond and a report waits up to REPORT_EVERY_S (0.5 s), so
+    # Smoke epochs take about a millisecond and a report waits up to REPORT_EVERY_S (2 s), so
     # the trials are given far more epochs than fit in the time the cancel takes to arrive.
     sink = _CancelAfterFirstResult()
     runner = StudyRunner(_spec(budget={"trials_per_arm": 4, "epochs": 20_000}), sink)
