@@ -635,10 +635,10 @@ def _compiled_buffer_adam(
     adam_cm or adam_cg) on the tensors at ``indices``: the slot write, the moments and the move of x,
     in one graph for them all when they share their step and slot (the usual case: a pair
     of calls per tensor cost ~40 us each), else in one graph per tensor."""
-    chosen = [[ts[i] for i in indices] for ts in (params, grads, exp_avgs, exp_avg_sqs)]
-    if cpu_kernels.supports(
-        *chosen, *([] if slots is None else ([critical_sums[i] for i in indices],))
-    ):
+    tensors = [params, grads, exp_avgs, exp_avg_sqs]
+    if slots is not None:  # the kernel writes a row of the buffer and the sum in place
+        tensors += [critical_buffers, critical_sums]
+    if cpu_kernels.supports(*([ts[i] for i in indices] for ts in tensors)):
         _buffer_adam_with_cpu_kernels(
             optimizer, indices, params, grads, exp_avgs, exp_avg_sqs, critical_buffers,
             critical_sums, slots, state_steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
