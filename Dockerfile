@@ -11,7 +11,11 @@ RUN pip wheel --no-cache-dir --no-deps -w /dist .
 
 FROM python:3.11-slim
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# gcc (with libc6-dev): the memory optimizers' compiled steps are built on the worker at first
+# use, the CPU kernels (memtune/optimizers/cpu_kernels.c) and inductor's code alike; without a
+# compiler they fall back to the eager steps.
 RUN apt-get update && apt-get install -y --no-install-recommends dataset-fashion-mnist \
+        gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=wheel /dist /dist
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "$(ls /dist/memtune-*.whl)[service]" \
