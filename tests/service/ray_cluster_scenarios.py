@@ -7,6 +7,7 @@ each run in a process of its own by tests/service/test_distributed.py; prints a 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -104,6 +105,13 @@ def lose_a_node(tmp: str, cluster: Cluster, nodes: list) -> dict:
 
 
 def main(name: str, tmp: str) -> None:
+    if name == "lose-a-node":
+        # A report and a checkpoint every epoch: by default they are batched by time (every
+        # 2 s, every 10 s), and the smoke epochs of a millisecond would all end in one report,
+        # before any trial is seen mid-run and its node removed. The nodes started below, and
+        # the trial processes they start, inherit this environment.
+        os.environ["MEMTUNE_REPORT_EVERY_S"] = "0"
+        os.environ["MEMTUNE_CHECKPOINT_EVERY_S"] = "0"
     cluster = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 0, "gcs_server_port": free_port(), "include_dashboard": False},
