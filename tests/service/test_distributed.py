@@ -221,10 +221,12 @@ def test_one_worker_runs_two_studies_at_the_same_time(tmp_path):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     db = Database(url)
     # Long enough that the second study's driver (a Ray task importing torch and Tune, a few
-    # seconds here) starts while the first still runs.
-    specs = [_spec(f"s{i}", trials=4, epochs=40) for i in range(2)]
+    # seconds here) starts while the first still runs: a report every epoch (by default they
+    # are batched every 2 s, and these smoke epochs of a millisecond would end a trial in one
+    # report, the first study before the second's driver is up: seen in CI).
+    specs = [_spec(f"s{i}", trials=4, epochs=80) for i in range(2)]
     ids = [services.create_study(db, caller=ADMIN, spec=spec).id for spec in specs]
-    worker = Worker(url, tmp_path, MEMTUNE_MAX_STUDIES="2")
+    worker = Worker(url, tmp_path, MEMTUNE_MAX_STUDIES="2", MEMTUNE_REPORT_EVERY_S="0")
     try:
         _wait(lambda: all(_status(db, i)[0] in ENDED for i in ids), 300, "both studies to end")
     finally:
