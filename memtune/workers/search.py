@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
+from optuna.trial import TrialState
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -172,6 +173,8 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as stream:
             self.__dict__.update(pickle.load(stream))
+        for searcher in self.searchers.values():
+            _fail_unknown_trials(searcher)
 
 
 log = logging.getLogger(__name__)
@@ -193,6 +196,29 @@ def _with_retries(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                         type(error).__name__, delay)  # fmt: skip
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _fail_unknown_trials(searcher: Searcher) -> None:
+    """Fails the trials of an arm's Optuna study that a restored searcher does not know.
+
+    A resumed experiment comes back from Tune's last snapshot; a trial issued after it was
+    asked of Optuna's RDB storage, which keeps it RUNNING forever. TPE's constant liar (Optuna's
+    default) counts a running trial as a bad observation, so such an orphan would steer every
+    later suggestion of its arm away from its config, and the resumed search would differ from
+    the uninterrupted one (seen in tests/service/test_distributed.py). The restored searcher
+    issues that trial anew from the snapshot's sampler state; the orphan is failed, which TPE
+    ignores.
+    """
+    study = getattr(searcher, "_ot_study", None)
+    if study is None:  # not an OptunaSearch, or one that never asked
+        return
+    known = {trial._trial_id for trial in getattr(searcher, "_ot_trials", {}).values()}
+    running = _with_retries(study.get_trials, deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        if trial._trial_id not in known:
+            _with_retries(study._storage.set_trial_state_values, trial._trial_id, TrialState.FAIL)
+            log.info("failed Optuna trial %d of %s: issued after the snapshot resumed from",
+                     trial.number, study.study_name)  # fmt: skip
 
 
 def _tolerating_replays(call: Callable[..., None], *args: Any, **kwargs: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ray.tune.search import Searcher
 
 from memtune.studies.records import Phase, TrialPlan
@@ -86,3 +88,67 @@ def test_asha_milestones_are_the_rungs_ray_computes():
         assert sorted(milestone for milestone, _ in bracket._rungs) == list(
             asha_milestones(max_t)
         ), max_t
+
+
+def _optuna_searcher(storage: str, budget: int) -> StudySearcher:
+    """One arm searched by Ray's OptunaSearch (TPE, seeded) on an RDB storage, as the runner
+    builds it."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from memtune.studies.spec import parse_spec
+    from memtune.workers.runner import _ArmSpace
+
+    spec = parse_spec(
+        {"name": "t", "task": "digits_mlp", "arms": [{"optimizer": "sgd", "baseline": True}]}
+    )
+    search = OptunaSearch(
+        space=_ArmSpace(spec.arms[0].searched(spec.schedule), _plan(Phase.SEARCH, 0)),
+        metric="val_accuracy",
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=2),
+        storage=optuna.storages.RDBStorage(storage),
+        study_name="t:sgd",
+    )
+    return StudySearcher(
+        {"sgd": search},
+        budget=budget,
+        seed_runs={"sgd": []},
+        epochs={"sgd": 2},
+        metric="val_accuracy",
+        mode="max",
+    )
+
+
+def _finish(searcher: StudySearcher, trial_id: str) -> dict:
+    config = searcher.suggest(trial_id)
+    value = -abs(math.log10(config["lr"]) + 1.3)  # best near lr = 0.05
+    searcher.on_trial_complete(trial_id, {"val_accuracy": value, "epoch": 2})
+    return config
+
+
+def test_a_restored_searcher_suggests_what_the_uninterrupted_one_did(tmp_path):
+    """A trial issued after Tune's last snapshot is asked of Optuna's storage, then lost with
+    the driver. The restored searcher issues it anew with the same config and goes on as if
+    nothing had happened: the orphan (RUNNING in the storage for ever) is failed, where TPE's
+    constant liar would otherwise count it as a bad result and steer the search away."""
+    import optuna
+
+    uninterrupted = _optuna_searcher(f"sqlite:///{tmp_path / 'a.db'}", budget=8)
+    expected = [_finish(uninterrupted, f"t{i}") for i in range(8)]
+
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    killed = _optuna_searcher(storage, budget=8)
+    for i in range(4):
+        _finish(killed, f"t{i}")
+    killed.save(str(tmp_path / "snapshot.pkl"))
+    lost = killed.suggest("t4")  # asked of the storage, then the driver dies
+    assert lost == expected[4]
+
+    restored = _optuna_searcher(storage, budget=8)
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    resumed = [_finish(restored, f"r{i}") for i in range(4, 8)]
+    assert resumed == expected[4:]
+    states = [t.state for t in optuna.load_study(study_name="t:sgd", storage=storage).trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1  # the orphan, and only it
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 8
