@@ -89,11 +89,47 @@ void NAME(am_sgd_dots)(int count, real **x, real **grad, real **d, const int64_t
         metric = (real)1 / (p_cond * ((real)1 + lam * p_cond));                 \
         inverse = ((real)1 + lam * p_cond) * metric;                            \
         damping = p_cond * metric;                                              \
-    } else {                                                                    \
+    } else { /* 1 / (1 + lambda) is a constant: one division per element */    \
         inverse = (real)1 / p_cond;                                             \
-        metric = inverse / ((real)1 + lam);                                     \
         damping = (real)1 / ((real)1 + lam);                                    \
+        metric = inverse * damping;                                             \
     }
+
+/* The sums of AM-AdamW's beta over the chunks [first, last) of one tensor, into *numerator and
+ * *denominator. Always inlined, and called with `paper` and `decayed` as constants: each of the
+ * four combinations gets its own loop. With them as run-time flags, gcc computed both couplings'
+ * divisions per element and blended them; the specialised loops ran ~1.7x as fast (2.9 against
+ * 1.7 ms over 5.8M floats on 2 cores). */
+static inline __attribute__((always_inline)) void am_adamw_sums_chunks(
+    const real *restrict xs, const real *restrict gs, const real *restrict ds,
+    const real *restrict vs, int64_t n, int64_t first, int64_t last, real beta2, real lam,
+    real wd, real bc1_over_bc2, real bc1_eps, real scale, const int paper, const int decayed,
+    double *numerator_out, double *denominator_out) {
+    double numerator = 0, denominator = 0;
+    for (int64_t k = first; k < last; k++) {
+        const int64_t c = k * CHUNK, end = c + CHUNK < n ? c + CHUNK : n;
+        real sn = 0, sd = 0;
+        for (int64_t i = c; i < end; i++) {
+            const real g = gs[i], dv = ds[i];
+            const real vn = vs[i] * beta2 + g * g * ((real)1 - beta2);
+            AM_ADAMW_METRIC(vn)
+            (void)damping;
+            const real delta = dv - g, scaled = delta * metric;
+            /* (d - g)(g + lambda P d) M: damping P M = 1 / (1 + lambda P) times P is P M */
+            const real pull = scaled * (g + lam * (paper ? p_cond : (real)1) * dv);
+            real gap = g * dv * inverse, term;
+            if (decayed) {
+                gap += wd * g * xs[i];
+                term = scale * gap - pull - wd * xs[i] * delta;
+            } else {
+                term = scale * gap - pull;
+            }
+            sn += term, sd += scaled * delta;
+        }
+        numerator += sn, denominator += sd;
+    }
+    *numerator_out = numerator, *denominator_out = denominator;
+}
 
 /* out[2 i], out[2 i + 1] = N and Dn of tensor i's beta = N / Dn (before any state changes).
  * gap_scale[i] = (1 + wd lr) prev_lr / lr; bc1[i] = 1 - beta1_max Pi_i. */
@@ -113,32 +149,18 @@ void NAME(am_adamw_sums)(int count, real **x, real **grad, real **d, real **v,
         memset(partial, 0, sizeof partial);
 #pragma omp parallel num_threads(team)
         {
-            double numerator = 0, denominator = 0;
             int64_t first, last;
             my_chunks(n, &first, &last);
-            for (int64_t k = first; k < last; k++) {
-                const int64_t c = k * CHUNK, end = c + CHUNK < n ? c + CHUNK : n;
-                real sn = 0, sd = 0;
-                for (int64_t i = c; i < end; i++) {
-                    const real g = gs[i], dv = ds[i];
-                    const real vn = vs[i] * beta2 + g * g * ((real)1 - beta2);
-                    AM_ADAMW_METRIC(vn)
-                    (void)damping;
-                    const real delta = dv - g, scaled = delta * metric;
-                    /* (d - g)(g + lambda P d) M: damping P M = 1 / (1 + lambda P) times P is P M */
-                    const real pull = scaled * (g + lam * (paper ? p_cond : (real)1) * dv);
-                    real gap = g * dv * inverse, term;
-                    if (decayed) {
-                        gap += wd * g * xs[i];
-                        term = scale * gap - pull - wd * xs[i] * delta;
-                    } else {
-                        term = scale * gap - pull;
-                    }
-                    sn += term, sd += scaled * delta;
-                }
-                numerator += sn, denominator += sd;
+            double *mine = partial[omp_get_thread_num()];
+#define SUMS(paper_, decayed_)                                                             \
+    am_adamw_sums_chunks(xs, gs, ds, vs, n, first, last, beta2, lam, wd, bc1_over_bc2,     \
+                         bc1_eps, scale, paper_, decayed_, &mine[0], &mine[1])
+            if (paper) {
+                if (decayed) SUMS(1, 1); else SUMS(1, 0);
+            } else {
+                if (decayed) SUMS(0, 1); else SUMS(0, 0);
             }
-            partial[omp_get_thread_num()][0] = numerator, partial[omp_get_thread_num()][1] = denominator;
+#undef SUMS
         }
         double numerator = 0, denominator = 0;
         for (int k = 0; k < team; k++) numerator += partial[k][0], denominator += partial[k][1];
@@ -173,6 +195,37 @@ void NAME(am_adamw_update)(int count, real **x, real **grad, real **d, real **v,
     }
 }
 
+/* This thread's share [*first, *last) of n elements, as schedule(static) would split them. */
+static inline void my_range(int64_t n, int64_t *first, int64_t *last) {
+    const int id = omp_get_thread_num(), size = omp_get_num_threads();
+    *first = n * id / size, *last = n * (id + 1) / size;
+}
+
+/* The buffer optimizers' loops take their flags as constants (always inlined, one call per
+ * combination), as am_adamw_sums_chunks: with run-time flags the conditional slot writes kept
+ * gcc from vectorizing the loop. */
+static inline __attribute__((always_inline)) void adam_cm_range(
+    real *restrict xs, const real *restrict gs, real *restrict ms, real *restrict vs,
+    real *restrict slots, real *restrict sums, int64_t first, int64_t last, real one_minus_beta1,
+    real beta2, real eps, real keep, real inv_count, real step, real inv_bc2, const int buffered,
+    const int write) {
+    for (int64_t i = first; i < last; i++) {
+        const real mn = ms[i] + (gs[i] - ms[i]) * one_minus_beta1;
+        real u = mn;
+        if (buffered) {
+            const real s = sums[i];
+            u = mn + s * inv_count;
+            if (write) {
+                sums[i] = s + (mn - slots[i]);
+                slots[i] = mn;
+            }
+        }
+        const real vn = vs[i] * beta2 + u * u * ((real)1 - beta2);
+        ms[i] = mn, vs[i] = vn;
+        xs[i] = xs[i] * keep + step * u / (SQRT(vn) * inv_bc2 + eps);
+    }
+}
+
 /* Adam+CM past a tensor's first call: x <- (1 - lr wd) x;  m <- m + (1 - beta1)(g - m);
  * u <- m + sum / count;  if replace: slot <- m and sum <- sum + m - old slot;
  * v <- beta2 v + (1 - beta2) u^2;  x <- x + step_size u / (sqrt(v) / bc2_sqrt + eps).
@@ -192,22 +245,40 @@ void NAME(adam_cm_step)(int count, real **x, real **grad, real **m, real **v, re
         const int64_t n = numel[t];
         const real step = (real)step_size[t], inv_bc2 = (real)(1 / bc2_sqrt[t]);
         const int buffered = sums != 0, write = buffered && replace;
-#pragma omp parallel for num_threads(threads) if (n >= PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const real mn = ms[i] + (gs[i] - ms[i]) * one_minus_beta1;
-            real u = mn;
-            if (buffered) {
-                const real s = sums[i];
-                u = mn + s * inv_count;
-                if (write) {
-                    sums[i] = s + (mn - slots[i]);
-                    slots[i] = mn;
-                }
-            }
-            const real vn = vs[i] * beta2 + u * u * ((real)1 - beta2);
-            ms[i] = mn, vs[i] = vn;
-            xs[i] = xs[i] * keep + step * u / (SQRT(vn) * inv_bc2 + eps);
+#pragma omp parallel num_threads(n >= PARALLEL_MIN ? threads : 1)
+        {
+            int64_t first, last;
+            my_range(n, &first, &last);
+#define STEP(buffered_, write_)                                                            \
+    adam_cm_range(xs, gs, ms, vs, slots, sums, first, last, one_minus_beta1, beta2, eps,   \
+                  keep, inv_count, step, inv_bc2, buffered_, write_)
+            if (write) STEP(1, 1); else if (buffered) STEP(1, 0); else STEP(0, 0);
+#undef STEP
         }
+    }
+}
+
+static inline __attribute__((always_inline)) void adam_cg_range(
+    real *restrict xs, const real *restrict gs, real *restrict ms, real *restrict vs,
+    real *restrict slots, real *restrict sums, int64_t first, int64_t last, real one_minus_beta1,
+    real beta2, real eps, real wd, real inv_count, real step, real inv_bc2, const int buffered,
+    const int write, const int decayed) {
+    for (int64_t i = first; i < last; i++) {
+        const real g = gs[i];
+        real u = g;
+        if (buffered) {
+            const real s = sums[i];
+            u = g + s * inv_count;
+            if (write) {
+                sums[i] = s + (g - slots[i]);
+                slots[i] = g;
+            }
+        }
+        if (decayed) u += wd * xs[i];
+        const real mn = ms[i] + (u - ms[i]) * one_minus_beta1;
+        const real vn = vs[i] * beta2 + u * u * ((real)1 - beta2);
+        ms[i] = mn, vs[i] = vn;
+        xs[i] = xs[i] + step * mn / (SQRT(vn) * inv_bc2 + eps);
     }
 }
 
@@ -229,23 +300,19 @@ void NAME(adam_cg_step)(int count, real **x, real **grad, real **m, real **v, re
         const int64_t n = numel[t];
         const real step = (real)step_size[t], inv_bc2 = (real)(1 / bc2_sqrt[t]);
         const int buffered = sums != 0, write = buffered && replace;
-#pragma omp parallel for num_threads(threads) if (n >= PARALLEL_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const real g = gs[i];
-            real u = g;
-            if (buffered) {
-                const real s = sums[i];
-                u = g + s * inv_count;
-                if (write) {
-                    sums[i] = s + (g - slots[i]);
-                    slots[i] = g;
-                }
+#pragma omp parallel num_threads(n >= PARALLEL_MIN ? threads : 1)
+        {
+            int64_t first, last;
+            my_range(n, &first, &last);
+#define STEP(buffered_, write_, decayed_)                                                  \
+    adam_cg_range(xs, gs, ms, vs, slots, sums, first, last, one_minus_beta1, beta2, eps,   \
+                  wd, inv_count, step, inv_bc2, buffered_, write_, decayed_)
+            if (decayed) {
+                if (write) STEP(1, 1, 1); else if (buffered) STEP(1, 0, 1); else STEP(0, 0, 1);
+            } else {
+                if (write) STEP(1, 1, 0); else if (buffered) STEP(1, 0, 0); else STEP(0, 0, 0);
             }
-            if (decayed) u += wd * xs[i];
-            const real mn = ms[i] + (u - ms[i]) * one_minus_beta1;
-            const real vn = vs[i] * beta2 + u * u * ((real)1 - beta2);
-            ms[i] = mn, vs[i] = vn;
-            xs[i] = xs[i] + step * mn / (SQRT(vn) * inv_bc2 + eps);
+#undef STEP
         }
     }
 }
