@@ -91,9 +91,11 @@ def resolve_impl(impl: str | None, foreach: bool | None, params: Sequence[Tensor
     on CUDA, the for-loop elsewhere, where it keeps each tensor in cache through its update).
     A ``"compiled"`` that can run neither falls back to that default (logged once).
     """
-    eager = "foreach" if params and all(p.is_cuda for p in params) else "forloop"
+    if impl in ("foreach", "forloop"):
+        return impl
     if impl is None and foreach is not None:
         return "foreach" if foreach else "forloop"
+    eager = "foreach" if params and all(p.is_cuda for p in params) else "forloop"
     # The compiled cores see every tensor flattened (a view): a strided one keeps the eager path.
     dense = bool(params) and all(
         p.is_contiguous() and (p.grad is None or p.grad.is_contiguous()) for p in params

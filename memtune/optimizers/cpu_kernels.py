@@ -189,15 +189,18 @@ def kernels_unavailable() -> str | None:
 def supports(*groups: Sequence[Tensor]) -> bool:
     """Whether the kernels can step these tensors: all on the CPU, contiguous, one dtype of
     float32 or float64, and the library built."""
-    tensors = [t for group in groups for t in group]
-    if not tensors:
+    if kernels_unavailable() is not None:
         return False
-    dtype = tensors[0].dtype
-    if dtype not in SUFFIX or any(
-        t.device.type != "cpu" or t.dtype != dtype or not t.is_contiguous() for t in tensors
-    ):
-        return False
-    return kernels_unavailable() is None
+    dtype = None
+    for group in groups:  # a plain loop: this runs every step, on every tensor
+        for t in group:
+            if dtype is None:
+                dtype = t.dtype
+                if dtype not in SUFFIX:
+                    return False
+            if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
+                return False
+    return dtype is not None
 
 
 def _function(name: str, like: Tensor) -> ctypes._CFuncPtr:
