@@ -176,11 +176,14 @@ def _trained(db: Database, study_id: int) -> list[tuple]:
 def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(tmp_path):
     # One trial at a time: a study is then deterministic (seeded samplers, seeded trials, one
     # order of completions), so the run without a kill is the same study run again.
-    spec = _spec("resume", trials=5, epochs=3, max_concurrent_trials=1)
+    # A checkpoint and a report every epoch: the trial the kill interrupts resumes mid-run
+    # from its checkpoint, and must still end with the uninterrupted run's values.
+    every_epoch = {"MEMTUNE_CHECKPOINT_EVERY_S": "0", "MEMTUNE_REPORT_EVERY_S": "0"}
+    spec = _spec("resume", trials=5, epochs=8, max_concurrent_trials=1)
     url = f"sqlite:///{tmp_path / 'resume.db'}"
     db = Database(url)
     study_id = services.create_study(db, caller=ADMIN, spec=spec).id
-    first = Worker(url, tmp_path)
+    first = Worker(url, tmp_path, **every_epoch)
     try:
         _wait(
             lambda: sum(t.state.ended for t in _trials(db, study_id).values()) >= 4,
@@ -192,12 +195,14 @@ def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(
     before = _trials(db, study_id)
     finished = {k: t for k, t in before.items() if t.state.ended}
     rows_before = _epoch_rows(db, study_id)
+    midway = [t for t in before.values() if not t.state.ended and t.epochs_done > 0]
     print(
         f"\nkilled the worker (SIGKILL, and {leftover} Ray processes it left) with "
-        f"{len(finished)} of {len(before)} trials finished"
+        f"{len(finished)} of {len(before)} trials finished, "
+        f"{', '.join(f'one at epoch {t.epochs_done}' for t in midway) or 'none mid-run'}"
     )
 
-    second = Worker(url, tmp_path)
+    second = Worker(url, tmp_path, **every_epoch)
     try:
         _wait(lambda: _status(db, study_id)[0] in ENDED, 300, "the resumed study to end")
     finally:
@@ -214,7 +219,7 @@ def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(
         }
     assert set(rows.values()) == {1}  # every epoch stored once
     assert all(t.state.ended for t in after.values())
-    assert all(t.epochs_done == 3 for t in after.values() if t.state == TrialState.COMPLETED)
+    assert all(t.epochs_done == 8 for t in after.values() if t.state == TrialState.COMPLETED)
     resumed = _verdict(db, study_id)
     with db.session() as session:
         recomputed = build_verdict(spec, stored_records(Repository(session), study_id, spec))
@@ -225,7 +230,7 @@ def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(
     url_plain = f"sqlite:///{tmp_path / 'uninterrupted' / 'plain.db'}"
     db_plain = Database(url_plain)
     plain_id = services.create_study(db_plain, caller=ADMIN, spec=spec).id
-    plain = Worker(url_plain, tmp_path / "uninterrupted")
+    plain = Worker(url_plain, tmp_path / "uninterrupted", **every_epoch)
     try:
         _wait(lambda: _status(db_plain, plain_id)[0] in ENDED, 300, "the uninterrupted study")
     finally:
