@@ -97,9 +97,21 @@ def main() -> None:
             "resources": {"cpu": 1},
         }
     )
+    # The runner's trials train with the spec's schedule over their epochs (a searched warmup
+    # is a fraction of them): the plain trials must too, or they are not the same trials. (They
+    # once ran without it, their warmup a 35th as long: some trials then trained twice as
+    # long, and the runner looked 12% faster at training than plain processes.)
+    arm = spec.arms[0]
+    schedule = {
+        "kind": spec.schedule.kind,
+        "floor": spec.schedule.floor,
+        "warmup_fraction": spec.warmup_fraction(arm),
+    }
     concurrency = os.cpu_count() or 1
     runs: dict[str, list[tuple[float, float]]] = {"runner": [], "plain": []}
     trials: list[tuple] = []
+    finals: list[float | None] = []  # the runner's last value of each trial
+    matched: list[int] = []  # per plain run, its trials that ended with the runner's value
 
     cpu: dict[str, list[float]] = {"runner": [], "plain": []}
 
@@ -113,13 +125,20 @@ def main() -> None:
             (time.perf_counter() - started, sum(r.epochs[-1].training_time_s for r in records))
         )
         cpu["runner"].append(meter.seconds)
-        trials[:] = [(r.config, r.seed, epochs, TASK_OPTIONS) for r in records]
+        trials[:] = [
+            (r.config, r.seed, epochs, TASK_OPTIONS, schedule, spec.resolved_metric)
+            for r in records
+        ]
+        finals[:] = [r.epochs[-1].metrics.get(spec.resolved_metric) for r in records]
 
     def run_plain() -> None:
         # The runner's trials in `concurrency` plain processes on the same cores.
         started = time.perf_counter()
         with CpuMeter() as meter, multiprocessing.get_context("spawn").Pool(concurrency) as pool:
-            trained = sum(pool.starmap(_plain_trial, trials))
+            results = pool.starmap(_plain_trial, trials)
+        trained = sum(seconds for seconds, _ in results)
+        # The same trials, or the comparison means nothing: each ends with the runner's value.
+        matched.append(sum(v == f for (_, v), f in zip(results, finals, strict=True)))
         runs["plain"].append((time.perf_counter() - started, trained))
         cpu["plain"].append(meter.seconds)
 
@@ -155,6 +174,10 @@ def main() -> None:
         f"overhead per trial: {overhead:.2f} s   target < 0.5 s  "
         f"{'ok' if overhead < 0.5 else 'MISSED'}"
     )
+    print(
+        f"the same trials: {', '.join(map(str, matched))} of {n} plain trials per run ended with "
+        "the runner's value"
+    )
     print(f"the runner's trials trained {runner_trained / plain_trained:.3f}x as long")
     same_cores = runner_wall / plain_wall
     print(
@@ -174,7 +197,7 @@ def main() -> None:
     )
     if args.sequential:
         loop_started = time.perf_counter()
-        loop_trained = sum(_plain_trial(*trial) for trial in trials)
+        loop_trained = sum(_plain_trial(*trial)[0] for trial in trials)
         loop_wall = time.perf_counter() - loop_started
         print(
             f"plain loop, one at a time: wall {loop_wall:.1f} s   training {loop_trained:.1f} s"
@@ -232,8 +255,11 @@ class CpuMeter(threading.Thread):
                 self.last[pid] = max(seconds, self.last.get(pid, 0.0))
 
 
-def _plain_trial(config: dict, seed: int, epochs: int, task_options: dict) -> float:
-    """One trial without Ray: build, train ``epochs`` epochs; returns its training time."""
+def _plain_trial(
+    config: dict, seed: int, epochs: int, task_options: dict, schedule: dict, metric: str
+) -> tuple[float, float | None]:
+    """One trial without Ray, as the runner's trainable builds it (hyperparameters, seed,
+    epochs, schedule): train ``epochs`` epochs; returns its training time and last value."""
     import torch
 
     from memtune.workers.training import TrialTraining
@@ -241,11 +267,11 @@ def _plain_trial(config: dict, seed: int, epochs: int, task_options: dict) -> fl
     torch.set_num_threads(1)
     training = TrialTraining(
         task="digits_mlp", task_options=task_options, optimizer="adam",
-        hyperparameters=config, seed=seed,
+        hyperparameters=config, seed=seed, epochs=epochs, schedule=schedule,
     )  # fmt: skip
     for _ in range(epochs):
         result = training.run_epoch()
-    return result.training_time_s
+    return result.training_time_s, result.metrics.get(metric)
 
 
 if __name__ == "__main__":
