@@ -170,7 +170,7 @@ class AMSGD(Optimizer):
             if not params or group["lr"] == 0:  # beta needs eta_prev / eta: a zero lr skips
                 continue
             self.last_impl = resolve_impl(group.get("impl"), group["foreach"], params)
-            betas = am_sgd(
+            betas = _AM_SGD_STEPS[self.last_impl](  # resolved already: not through am_sgd()
                 params,
                 grads,
                 buffers,
@@ -181,7 +181,6 @@ class AMSGD(Optimizer):
                 weight_decay=group["weight_decay"],
                 granularity=group["granularity"],
                 fixed_beta=group["fixed_beta"],
-                impl=self.last_impl,
             )
             for p, buffer, beta in zip(params, buffers, betas, strict=True):
                 state = self.state[p]
@@ -310,12 +309,7 @@ def am_sgd(
 ) -> list[Tensor]:
     """Functional AM-SGD: updates ``params`` and ``momentum_buffers`` in place (a ``None``
     buffer is created) and returns the beta used for each parameter."""
-    run = {
-        "compiled": _compiled_am_sgd,
-        "foreach": _multi_tensor_am_sgd,
-        "forloop": _single_tensor_am_sgd,
-    }[resolve_impl(impl, foreach, params)]
-    return run(
+    return _AM_SGD_STEPS[resolve_impl(impl, foreach, params)](
         params,
         grads,
         momentum_buffers,
@@ -436,6 +430,27 @@ def _compiled_am_sgd(
     granularity: str,
     fixed_beta: float | None,
 ) -> list[Tensor]:
+    if (
+        fixed_beta is None
+        and all(d is not None for d in momentum_buffers)  # not `in`: it calls Tensor.__eq__
+        and cpu_kernels.supports(params, grads, momentum_buffers)  # type: ignore[arg-type]
+    ):
+        # Every step after a tensor's first, on CPU: the sums, beta on the host and torch's
+        # fused SGD, with nothing else around them (the general path below cost ~60 us more a
+        # step, most of a small model's step).
+        rows = cpu_kernels.am_sgd_dots(params, grads, momentum_buffers, weight_decay)  # type: ignore[arg-type]
+        host_betas = _am_sgd_betas_on_host(
+            rows, prev_lrs, lr=lr, lam=lam, beta_max=beta_max, granularity=granularity
+        )
+        _update_as_torch_sgd(
+            params,
+            grads,
+            momentum_buffers,  # type: ignore[arg-type]
+            [(1 - beta) / (1 + lam) for beta in host_betas],
+            lr=lr,
+            weight_decay=weight_decay,
+        )
+        return _as_tensors(host_betas, params[0])
     decayed = weight_decay != 0
     on_cpu = params[0].device.type == "cpu"
     wd = SCALARS("weight_decay", weight_decay, params[0])
@@ -511,6 +526,13 @@ def _compiled_am_sgd(
     for i, beta in zip(warm, warm_betas, strict=True):
         betas[i] = beta
     return betas
+
+
+_AM_SGD_STEPS: dict[str, Callable[..., list[Tensor]]] = {
+    "compiled": _compiled_am_sgd,
+    "foreach": _multi_tensor_am_sgd,
+    "forloop": _single_tensor_am_sgd,
+}
 
 
 def _as_tensors(values: list[float], like: Tensor) -> list[Tensor]:
