@@ -735,7 +735,7 @@ class AMAdamW(Optimizer):
             if not params or group["lr"] == 0:  # beta needs eta_prev / eta: a zero lr skips
                 continue
             self.last_impl = resolve_impl(group.get("impl"), group["foreach"], params)
-            betas = am_adamw(
+            betas = _AM_ADAMW_STEPS[self.last_impl](  # resolved already: not through am_adamw()
                 params,
                 grads,
                 exp_avgs,
@@ -751,7 +751,6 @@ class AMAdamW(Optimizer):
                 weight_decay=group["weight_decay"],
                 coupling=group["coupling"],
                 fixed_beta=group["fixed_beta"],
-                impl=self.last_impl,
             )
             for p, beta in zip(params, betas, strict=True):
                 state = self.state[p]
@@ -855,12 +854,7 @@ def am_adamw(
     foreach: bool | None = None,
 ) -> list[Tensor]:
     """Functional AM-AdamW: updates params and state in place; returns each tensor's beta."""
-    run = {
-        "compiled": _compiled_am_adamw,
-        "foreach": _multi_tensor_am_adamw,
-        "forloop": _single_tensor_am_adamw,
-    }[resolve_impl(impl, foreach, params)]
-    return run(
+    return _AM_ADAMW_STEPS[resolve_impl(impl, foreach, params)](
         params,
         grads,
         exp_avgs,
@@ -1162,6 +1156,13 @@ def _am_adamw_with_cpu_kernels(
     cpu_kernels.am_adamw_update(params, grads, exp_avgs, exp_avg_sqs, betas=betas, lr=lr, **options)
     torch._foreach_mul_(beta_products, betas)
     return _as_tensors(betas, params[0])
+
+
+_AM_ADAMW_STEPS: dict[str, Callable[..., list[Tensor]]] = {
+    "compiled": _compiled_am_adamw,
+    "foreach": _multi_tensor_am_adamw,
+    "forloop": _single_tensor_am_adamw,
+}
 
 
 def _clipped_on_host(numerator: float, denominator: float, beta_max: float) -> float:
