@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -49,11 +50,12 @@ __all__ = ["AdamCG", "AdamCM", "adam_cg", "adam_cm"]
 
 @dataclass
 class _Slot:
-    """Where this step's snapshot goes: the slot index and whether it really replaces."""
+    """Where this step's snapshot goes: the slot index and whether it really replaces.
+    0-d tensors on the device path; Python numbers where the host decides (see _host_slots)."""
 
-    index: Tensor  # 0-dim long
-    replace: Tensor  # 0-dim bool
-    count_before: Tensor  # entries filled before this step's insert (float, 0-dim)
+    index: Tensor | int  # 0-dim long
+    replace: Tensor | bool  # 0-dim bool
+    count_before: Tensor | float  # entries filled before this step's insert (float, 0-dim)
 
 
 def _choose_slot(keys: Tensor, priority: Tensor) -> _Slot:
@@ -142,6 +144,49 @@ def _slots(critical_keys: list[Tensor], priorities: list[Tensor], synced: bool) 
         slot = _choose_slot(critical_keys[0], priorities[0])
         return [slot] * len(critical_keys)
     return [_choose_slot(k, r) for k, r in zip(critical_keys, priorities, strict=True)]
+
+
+def _host_slots(
+    critical_keys: list[Tensor], grads: list[Tensor], synced: bool
+) -> tuple[list[_Slot], list[float]]:
+    """The slots and priorities of the CPU kernels' step, decided on the host in Python
+    numbers: the same choice as _priorities and _slots (argmin's first minimum, a strict
+    comparison, the finite keys counted), without their dozen 0-d tensor ops per tensor, which
+    were most of a small model's step. Reading CPU tensors is free."""
+    dtype = grads[0].dtype
+    rounded = (lambda v: float(np.float32(v))) if dtype == torch.float32 else float
+    norms = [rounded(math.sqrt(total)) for total in cpu_kernels.sum_squares(grads)]
+    priorities = [rounded(sum(norms))] * len(grads) if synced else norms
+
+    def choose(keys: Tensor, priority: float) -> _Slot:
+        values = keys.tolist()
+        index = values.index(min(values))
+        count = float(sum(math.isfinite(v) for v in values))
+        return _Slot(index=index, replace=priority > values[index], count_before=count)
+
+    if synced:
+        return [choose(critical_keys[0], priorities[0])] * len(grads), priorities
+    return [choose(k, r) for k, r in zip(critical_keys, priorities, strict=True)], priorities
+
+
+def _decay_keys_on_host(
+    critical_keys: list[Tensor], slots: list[_Slot], priorities: list[float], decay: float,
+    synced: bool,
+) -> None:  # fmt: skip
+    """_decay_keys for the slots of _host_slots."""
+    pairs = (
+        [(critical_keys[0], slots[0], priorities[0])]
+        if synced
+        else zip(critical_keys, slots, priorities, strict=True)
+    )
+    for keys, slot, priority in pairs:
+        if slot.replace:
+            keys[slot.index] = priority
+        keys.mul_(decay)
+    if synced:
+        for keys in critical_keys[1:]:
+            if keys is not critical_keys[0]:
+                keys.copy_(critical_keys[0])
 
 
 class _PriorityBufferAdam(Optimizer):
@@ -338,7 +383,12 @@ def adam_cm(
     impl = resolve_impl(impl, foreach, params)
     foreach = impl == "foreach"
     has_buffer = topc > 0
-    if has_buffer:
+    on_host = impl == "compiled" and _on_cpu_kernels(
+        params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums
+    )
+    if has_buffer and on_host:
+        slots, host_priorities = _host_slots(critical_keys, grads, synced)
+    elif has_buffer:
         priorities = _priorities(grads, synced, compiled_step=impl == "compiled")
         slots = _slots(critical_keys, priorities, synced)
     # Quirk 1: a tensor's first call stores g and makes no move (u = 0, so v stays 0 too).
@@ -372,7 +422,9 @@ def adam_cm(
                 eps=eps,
                 weight_decay=weight_decay,
             )
-        if has_buffer:
+        if has_buffer and on_host:
+            _decay_keys_on_host(critical_keys, slots, host_priorities, decay, synced)
+        elif has_buffer:
             _decay_keys(critical_keys, slots, priorities, decay, synced)
         return
     if weight_decay != 0:
@@ -537,7 +589,12 @@ def adam_cg(
     foreach = impl == "foreach"
     if impl == "compiled":
         slots = None
-        if topc > 0:
+        on_host = _on_cpu_kernels(
+            params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums
+        )
+        if topc > 0 and on_host:
+            slots, host_priorities = _host_slots(critical_keys, grads, synced)
+        elif topc > 0:
             priorities = _priorities(grads, synced, compiled_step=True)
             slots = _slots(critical_keys, priorities, synced)
         _compiled_buffer_adam(
@@ -557,7 +614,9 @@ def adam_cg(
             eps=eps,
             weight_decay=weight_decay,
         )
-        if slots is not None:
+        if slots is not None and on_host:
+            _decay_keys_on_host(critical_keys, slots, host_priorities, decay, synced)
+        elif slots is not None:
             _decay_keys(critical_keys, slots, priorities, decay, synced)
         return
     if topc > 0:
@@ -599,6 +658,12 @@ def adam_cg(
 
 def _flat_buffer(buffer: Tensor) -> Tensor:
     return flat(buffer, leading=buffer.shape[0])
+
+
+def _on_cpu_kernels(*groups: list[Tensor]) -> bool:
+    """Whether the compiled step of these tensors runs on the CPU kernels (empty lists, the
+    buffers of topc = 0, take no part)."""
+    return cpu_kernels.supports(*(group for group in groups if group))
 
 
 def _slot_arguments(
