@@ -89,7 +89,7 @@ def _write_slot(buffer: Tensor, buffer_sum: Tensor, slot: _Slot, value: Tensor) 
 def _decay_keys(
     critical_keys: list[Tensor],
     slots: list[_Slot],
-    priorities: list[Tensor],
+    priorities: list[Tensor] | list[float],
     decay: float,
     synced: bool,
 ) -> None:
@@ -104,6 +104,11 @@ def _decay_keys(
         else zip(critical_keys, slots, priorities, strict=True)
     )
     for keys, slot, priority in pairs:
+        if isinstance(slot.index, int):  # decided on the host (_host_slots): numbers
+            if slot.replace:
+                keys[slot.index] = priority
+            keys.mul_(decay)
+            continue
         new_key = torch.where(slot.replace, priority.to(keys.dtype), keys[slot.index])
         keys.index_put_((slot.index.reshape(1),), new_key.reshape(1)).mul_(decay)
     if synced:
@@ -167,26 +172,6 @@ def _host_slots(
     if synced:
         return [choose(critical_keys[0], priorities[0])] * len(grads), priorities
     return [choose(k, r) for k, r in zip(critical_keys, priorities, strict=True)], priorities
-
-
-def _decay_keys_on_host(
-    critical_keys: list[Tensor], slots: list[_Slot], priorities: list[float], decay: float,
-    synced: bool,
-) -> None:  # fmt: skip
-    """_decay_keys for the slots of _host_slots."""
-    pairs = (
-        [(critical_keys[0], slots[0], priorities[0])]
-        if synced
-        else zip(critical_keys, slots, priorities, strict=True)
-    )
-    for keys, slot, priority in pairs:
-        if slot.replace:
-            keys[slot.index] = priority
-        keys.mul_(decay)
-    if synced:
-        for keys in critical_keys[1:]:
-            if keys is not critical_keys[0]:
-                keys.copy_(critical_keys[0])
 
 
 class _PriorityBufferAdam(Optimizer):
@@ -387,7 +372,7 @@ def adam_cm(
         params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums
     )
     if has_buffer and on_host:
-        slots, host_priorities = _host_slots(critical_keys, grads, synced)
+        slots, priorities = _host_slots(critical_keys, grads, synced)
     elif has_buffer:
         priorities = _priorities(grads, synced, compiled_step=impl == "compiled")
         slots = _slots(critical_keys, priorities, synced)
@@ -422,9 +407,7 @@ def adam_cm(
                 eps=eps,
                 weight_decay=weight_decay,
             )
-        if has_buffer and on_host:
-            _decay_keys_on_host(critical_keys, slots, host_priorities, decay, synced)
-        elif has_buffer:
+        if has_buffer:
             _decay_keys(critical_keys, slots, priorities, decay, synced)
         return
     if weight_decay != 0:
@@ -593,7 +576,7 @@ def adam_cg(
             params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums
         )
         if topc > 0 and on_host:
-            slots, host_priorities = _host_slots(critical_keys, grads, synced)
+            slots, priorities = _host_slots(critical_keys, grads, synced)
         elif topc > 0:
             priorities = _priorities(grads, synced, compiled_step=True)
             slots = _slots(critical_keys, priorities, synced)
@@ -614,9 +597,7 @@ def adam_cg(
             eps=eps,
             weight_decay=weight_decay,
         )
-        if slots is not None and on_host:
-            _decay_keys_on_host(critical_keys, slots, host_priorities, decay, synced)
-        elif slots is not None:
+        if slots is not None:
             _decay_keys(critical_keys, slots, priorities, decay, synced)
         return
     if topc > 0:
