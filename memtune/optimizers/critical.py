@@ -59,8 +59,10 @@ class _Slot:
 
 
 def _choose_slot(keys: Tensor, priority: Tensor) -> _Slot:
+    # keys.min(), not keys[index]: indexing with a 0-d device tensor reads it on the host
+    # (a sync on CUDA); the first minimum's value is the minimum.
     index = torch.argmin(keys)
-    replace = priority > keys[index]
+    replace = priority > keys.min()
     count_before = torch.isfinite(keys).sum().to(keys.dtype)
     return _Slot(index=index, replace=replace, count_before=count_before)
 
@@ -80,7 +82,7 @@ def _write_slot(buffer: Tensor, buffer_sum: Tensor, slot: _Slot, value: Tensor) 
             buffer_sum.add_(value).sub_(entry)
             entry.copy_(value)
         return
-    old = buffer[slot.index]
+    old = buffer.index_select(0, slot.index.reshape(1)).squeeze(0)  # no host read of index
     new = torch.where(slot.replace, value, old)
     buffer_sum.add_(new).sub_(old)
     buffer.index_copy_(0, slot.index.reshape(1), new.unsqueeze(0))
@@ -109,8 +111,9 @@ def _decay_keys(
                 keys[slot.index] = priority
             keys.mul_(decay)
             continue
-        new_key = torch.where(slot.replace, priority.to(keys.dtype), keys[slot.index])
-        keys.index_put_((slot.index.reshape(1),), new_key.reshape(1)).mul_(decay)
+        at = slot.index.reshape(1)
+        new_key = torch.where(slot.replace, priority.to(keys.dtype), keys.index_select(0, at))
+        keys.index_copy_(0, at, new_key).mul_(decay)
     if synced:
         for keys in critical_keys[1:]:
             if keys is not critical_keys[0]:

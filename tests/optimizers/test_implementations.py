@@ -72,7 +72,7 @@ def _run(name, overrides, impl, steps, device="cpu", state=None):
 def _assert_same(reference, other):
     (model, optimizer), (other_model, other_optimizer) = reference, other
     for p, q in zip(model.parameters(), other_model.parameters(), strict=True):
-        torch.testing.assert_close(p, q, **TOLERANCE)
+        torch.testing.assert_close(p, q.cpu(), **TOLERANCE)  # the reference runs on the CPU
         state, other_state = optimizer.state[p], other_optimizer.state[q]
         assert state.keys() == other_state.keys()
         for key in state:
@@ -140,7 +140,7 @@ def test_state_dict_moves_between_implementations_mid_run(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MEMORY)
-def test_compiled_step_does_not_recompile_when_hyperparameters_change(name):
+def test_compiled_step_does_not_recompile_when_hyperparameters_change(name, device):
     """A sweep of 5 learning rates (and other scalars) over 3 tensor shapes compiles as many
     graphs as its first learning rate did: the scalars are 0-d tensors, not guards."""
     counters = torch._dynamo.utils.counters
@@ -148,7 +148,10 @@ def test_compiled_step_does_not_recompile_when_hyperparameters_change(name):
     def sweep(lrs):
         for lr in lrs:
             torch.manual_seed(0)
-            params = [nn.Parameter(torch.randn(shape)) for shape in ((5, 7), (5,), (3, 4, 2))]
+            params = [
+                nn.Parameter(torch.randn(shape, device=device))
+                for shape in ((5, 7), (5,), (3, 4, 2))
+            ]
             extra = {"lam": lr * 10} if name.startswith("am_") else {"betas": (0.9, 1 - lr)}
             optimizer = build_optimizer(
                 name, params, impl="compiled", lr=lr, weight_decay=lr, **extra
@@ -161,7 +164,7 @@ def test_compiled_step_does_not_recompile_when_hyperparameters_change(name):
 
     torch._dynamo.reset()
     compiled_module.compiled.cache_clear()
-    compiled_module.compile_unavailable("cpu")  # its probe graph is not the optimizer's
+    compiled_module.compile_unavailable(device)  # its probe graph is not the optimizer's
     counters.clear()
     with cpu_kernels.disabled():  # inductor's graphs, as on CUDA
         first = sweep([1e-3])
@@ -205,3 +208,29 @@ def test_unknown_impl_is_refused(name):
 def test_options_model_names_the_choices():
     with pytest.raises(ValueError, match="compiled"):
         AMAdamWOptions(impl="fast")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("impl", ["foreach", "compiled"])
+@pytest.mark.parametrize(
+    ("name", "overrides"), [pytest.param(n, o, id=_case_id(n, o)) for n, o in CASES]
+)
+def test_cuda_step_makes_no_host_sync(name, overrides, impl):
+    """After the first steps (state made, graphs compiled), a step on CUDA never waits for the
+    device: beta, the slot decision and the scalars stay on it. CUDA's sync debug mode turns
+    any synchronizing call inside ``step()`` into an error."""
+    model, loss_fn = regression_problem(dtype=torch.float32, device="cuda")
+    optimizer = build_optimizer(name, model.parameters(), impl=impl, **overrides)
+    train(model, optimizer, loss_fn, 3)
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss_fn(model).backward()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            optimizer.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert optimizer.last_impl == impl
+    assert all(torch.isfinite(p).all() for p in model.parameters())
