@@ -454,6 +454,33 @@ def _compiled_am_sgd(
     decayed = weight_decay != 0
     on_cpu = params[0].device.type == "cpu"
     wd = SCALARS("weight_decay", weight_decay, params[0])
+    if (
+        not on_cpu
+        and fixed_beta is None
+        and all(d is not None for d in momentum_buffers)
+        and len(set(prev_lrs)) == 1
+    ):
+        # Off the CPU, every step after a tensor's first: one graph for the sums, beta and the
+        # update of the whole group (memtune.optimizers.compiled.am_sgd_group_step).
+        like = params[0]
+        beta = compiled("am_sgd_group_step")(
+            [flat(p) for p in params],
+            [flat(g) for g in grads],
+            [flat(d) for d in momentum_buffers],  # type: ignore[arg-type]
+            wd,
+            *(
+                SCALARS(name, value, like)
+                for name, value in (
+                    ("lr", lr),
+                    ("prev_lr", prev_lrs[0]),
+                    ("lam", lam),
+                    ("beta_max", beta_max),
+                )
+            ),
+            decayed=decayed,
+            group_beta=granularity == "group",
+        ).to(like.dtype)
+        return [beta] * len(params) if granularity == "group" else list(beta.unbind())
     warm, betas = _am_sgd_first_steps(
         [
             g.add(p, alpha=weight_decay) if decayed and d is None else g

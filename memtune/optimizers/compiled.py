@@ -196,6 +196,48 @@ def am_sgd_group_dots(
     )
 
 
+def am_sgd_group_step(
+    params: list[Tensor],
+    grads: list[Tensor],
+    buffers: list[Tensor],
+    wd: Tensor,
+    lr: Tensor,
+    prev_lr: Tensor,
+    lam: Tensor,
+    beta_max: Tensor,
+    *,
+    decayed: bool,
+    group_beta: bool,
+) -> Tensor:
+    """The whole AM-SGD step of a group off the CPU, in one graph: the three sums of every
+    tensor, beta (one for the group, or one per tensor) and the update, for tensors that all
+    have a buffer and share eta_prev. Returns beta (0-d, or one per tensor).
+
+    On CUDA this is one call a step, with beta never leaving the device; the eager-beta path
+    cost ~40 small launches and a graph call per tensor (bench/optimizer_step.py on an H200:
+    compiled 1.84 ms against 1.53 for foreach, fused SGD 0.68)."""
+    gs = [grads[i] + wd * params[i] if decayed else grads[i] for i in range(len(params))]
+    rows = torch.stack(
+        [
+            torch.stack([_flat_sum(g * g), _flat_sum(g * d), _flat_sum(d * d)])
+            for g, d in zip(gs, buffers, strict=True)
+        ]
+    ).to(lr.dtype)  # float32 for bf16 parameters (the scalars' dtype), else theirs
+    G, X, D = rows.unbind(1)
+    if group_beta:
+        G, X, D = G.sum(), X.sum(), D.sum()
+    numerator = (1 + lam) * (prev_lr * X) / lr - (X + lam * D - G - lam * X)
+    denominator = D - 2 * X + G
+    ratio = torch.where(denominator > 0, numerator / denominator, torch.zeros_like(numerator))
+    beta = torch.minimum(ratio.clamp(min=0), beta_max)
+    weight = (1 - beta) / (1 + lam)
+    for i in range(len(params)):
+        w = weight if group_beta else weight[i]
+        buffers[i].add_((gs[i] - buffers[i]) * w)
+        params[i].sub_(buffers[i] * lr)
+    return beta
+
+
 def am_sgd_update(
     param: Tensor,
     grad: Tensor,
@@ -454,6 +496,7 @@ def _group_of(core: Callable[..., None]) -> Callable[..., None]:
 
 _CORES: dict[str, Callable[..., Any]] = {
     "am_sgd_group_dots": am_sgd_group_dots,
+    "am_sgd_group_step": am_sgd_group_step,
     "am_sgd_update": am_sgd_update,
     "am_adamw_beta": am_adamw_beta,
     "am_adamw_update": am_adamw_update,
