@@ -272,6 +272,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=25, help="untimed steps first (> topc)")
     parser.add_argument("--no-compile-times", action="store_true", help="skip cold/warm compiles")
     parser.add_argument(
+        "--compile-times-only", action="store_true", help="only the cold/warm compiles"
+    )
+    parser.add_argument(
         "--only", metavar="NAMES", help="comma-separated optimizers (their baselines are added)"
     )
     parser.add_argument("--first-step", metavar="NAME", help=argparse.SUPPRESS)
@@ -283,6 +286,9 @@ def main() -> None:
                 first_step(args.first_step, args.width, args.device, args.dtype, args.inductor)
             )
         )
+        return
+    if args.compile_times_only:
+        compile_times(args)
         return
 
     model, loss_fn = build_model(args.width, args.device, DTYPES[args.dtype])
