@@ -10,10 +10,10 @@ argument:
   those cannot be built, the functions below compiled by ``torch.compile`` (inductor), one
   graph per tensor shape. A step is memory-bound, so what counts is how often each full-size
   array is read and written; inductor fuses the chain of elementwise ops and reductions of one
-  tensor into a few loops, where eager code writes a temporary after every op. AM-SGD's
-  reduction is one graph for the whole group; on CPU its update then runs as torch's fused SGD
-  kernel (the update is SGD's with momentum = dampening = 1 - w, and reading w there costs no
-  sync), with either backend.
+  tensor into a few loops, where eager code writes a temporary after every op. On CPU, AM-SGD's
+  reduction is one graph for the whole group and its update runs as torch's fused SGD kernel
+  (the update is SGD's with momentum = dampening = 1 - w, and reading w there costs no sync),
+  with either backend; off the CPU its whole step (sums, beta, update) is one graph per group.
 
 Hyperparameters enter the graphs as 0-d tensors (see :class:`Scalars`), never as Python
 numbers: dynamo would specialize on a number and compile again for every learning rate of a

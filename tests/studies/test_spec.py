@@ -29,6 +29,13 @@ def test_every_example_study_validates(path):
     assert spec.task_spec.name == spec.task and spec.arms
 
 
+def test_the_gpu_check_study_asks_half_a_gpu_per_trial():
+    """bench/gpu_check.sh runs it on a GPU machine: it must stay a valid spec that puts two
+    trials on one device."""
+    spec = load_spec(Path(__file__).parents[2] / "bench" / "gpu_study.yaml")
+    assert spec.resources.gpu == 0.5 and spec.baseline_arm.optimizer == "adamw"
+
+
 def test_total_trials_counts_search_and_seed_runs_of_every_arm():
     spec = parse_spec(_spec(budget={"trials_per_arm": 3}, seeds=[5, 6]))
     assert spec.total_trials == 10  # 2 arms x (3 searched + 2 seed re-runs)
