@@ -213,9 +213,10 @@ def am_sgd_group_step(
     tensor, beta (one for the group, or one per tensor) and the update, for tensors that all
     have a buffer and share eta_prev. Returns beta (0-d, or one per tensor).
 
-    On CUDA this is one call a step, with beta never leaving the device; the eager-beta path
-    cost ~40 small launches and a graph call per tensor (bench/optimizer_step.py on an H200:
-    compiled 1.84 ms against 1.53 for foreach, fused SGD 0.68)."""
+    On CUDA this is one call a step, with beta never leaving the device. The path it replaced
+    there (this module's sums graph, ~40 eager scalar ops for beta, an update graph per
+    tensor) was slower than foreach: bench/optimizer_step.py on an H200, 113M parameters,
+    float32: 1.84 ms, foreach 1.53, this graph 1.10, fused SGD 0.68-0.73."""
     gs = [grads[i] + wd * params[i] if decayed else grads[i] for i in range(len(params))]
     rows = torch.stack(
         [
