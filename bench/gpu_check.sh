@@ -29,7 +29,8 @@ fi
 
 if [[ " $stages " == *" study "* ]]; then
   echo "== study with gpu: 0.5 per trial"
-  # The trial processes holding the GPU, sampled every 0.2 s through NVML while the study runs.
+  # The processes holding the GPU, sampled every 0.2 s through NVML while the study runs. With
+  # the tests stage, its pytest process holds the GPU too: two trials at once read as 3.
   "$python" - "$out/gpu_apps.txt" <<'PY' &
 import sys, time
 import pynvml
