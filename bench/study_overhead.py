@@ -2,9 +2,10 @@
 
 Runs N trials of a fixed task (digits_mlp, ~5 s of training each by default) through the
 study runner on a local Ray, and the same trials (configs and seeds) in as many plain
-processes as there are cores (a spawn pool: what a user without memtune would write). The
-two alternate in ABBA order (runner, plain, plain, runner), because this machine's speed
-drifts by up to ~20% within minutes. Printed:
+processes as there are cores (a spawn pool: what a user without memtune would write): first
+the searched trials, then the seed re-run of the best config, as a plain script has to (the
+re-run needs the search's result). The two alternate in ABBA order (runner, plain, plain,
+runner), because this machine's speed drifts by up to ~20% within minutes. Printed:
 
     runner wall / plain wall   over all pairs: the goal, at most 1.05
     CPU beyond training        per run, this process and all its descendants (from /proc)
@@ -80,6 +81,7 @@ def main() -> None:
     from memtune.workers.cluster import configure_ray_environment
 
     configure_ray_environment()  # before Ray is imported
+    from memtune.studies.records import Phase
     from memtune.studies.spec import parse_spec
     from memtune.workers.cluster import ray_cluster
     from memtune.workers.runner import StudyRunner
@@ -111,6 +113,7 @@ def main() -> None:
     runs: dict[str, list[tuple[float, float]]] = {"runner": [], "plain": []}
     trials: list[tuple] = []
     finals: list[float | None] = []  # the runner's last value of each trial
+    searched = [0]  # how many of them are the search's (the rest are seed re-runs)
     matched: list[int] = []  # per plain run, its trials that ended with the runner's value
 
     cpu: dict[str, list[float]] = {"runner": [], "plain": []}
@@ -125,17 +128,27 @@ def main() -> None:
             (time.perf_counter() - started, sum(r.epochs[-1].training_time_s for r in records))
         )
         cpu["runner"].append(meter.seconds)
+        # In the study's order: its search, then the seed re-runs of the best config.
+        records.sort(key=lambda r: r.phase != Phase.SEARCH)
         trials[:] = [
             (r.config, r.seed, epochs, TASK_OPTIONS, schedule, spec.resolved_metric)
             for r in records
         ]
+        searched[0] = sum(r.phase == Phase.SEARCH for r in records)
         finals[:] = [r.epochs[-1].metrics.get(spec.resolved_metric) for r in records]
 
     def run_plain() -> None:
-        # The runner's trials in `concurrency` plain processes on the same cores.
+        # The runner's trials in `concurrency` plain processes on the same cores, in two
+        # stages as in the study: the seed re-runs train the best config of the search, so a
+        # plain script cannot start them before its search has ended either. One trial per
+        # task, as the runner hands them out (the pool's default gives two at a time, which
+        # balances the cores worse).
         started = time.perf_counter()
+        stages = (trials[: searched[0]], trials[searched[0] :])
         with CpuMeter() as meter, multiprocessing.get_context("spawn").Pool(concurrency) as pool:
-            results = pool.starmap(_plain_trial, trials)
+            results = [
+                result for stage in stages for result in pool.starmap(_plain_trial, stage, 1)
+            ]
         trained = sum(seconds for seconds, _ in results)
         # The same trials, or the comparison means nothing: each ends with the runner's value.
         matched.append(sum(v == f for (_, v), f in zip(results, finals, strict=True)))

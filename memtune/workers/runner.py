@@ -320,7 +320,7 @@ class StudyRunner:
                     self.sink.study_started(self.spec)
                     resumed = self.resume and self.can_resume(storage)
                     tuner = self._restored(storage) if resumed else self._tuner(storage)
-                    with _pending_trials(self._slots()):
+                    with _pending_trials(self._slots()), _trial_workers_without_runtime_env():
                         tuner.fit()
                     if self.cancelled:
                         raise StudyCancelled("the study was cancelled")
@@ -516,6 +516,28 @@ def _pending_trials(slots: int) -> Iterator[None]:
         yield
     finally:
         del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
+
+
+@contextlib.contextmanager
+def _trial_workers_without_runtime_env() -> Iterator[None]:
+    """Starts the trial actors of ``fit()`` without the runtime env Tune gives them by default.
+
+    Tune sets ``PL_DISABLE_FORK=1`` in every trial actor's runtime env, for PyTorch Lightning
+    (ray-project/ray#28197), which memtune does not use. Any runtime env makes Ray start the
+    actor's worker through ``setup_worker.py``: one more Python process that imports part of
+    Ray (~0.6 s of CPU here) before it execs the worker, on the critical path of every study's
+    start; and it keeps the workers Ray prestarts for the job (no runtime env) from hosting
+    trials. The variables Tune propagates from the driver (AWS credentials for ``s3://``
+    storage, Ray Train's settings) still travel: a study that needs them pays the extra start.
+    """
+    from ray.tune.execution import class_cache
+
+    dropped = class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
+    try:
+        yield
+    finally:
+        if dropped is not None:
+            class_cache.DEFAULT_ENV_VARS["PL_DISABLE_FORK"] = dropped
 
 
 def run_study(spec: StudySpec, sink: ResultsSink | None = None, **kwargs: Any) -> Verdict:

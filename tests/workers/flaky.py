@@ -1,5 +1,6 @@
 """Trainables for the runner tests: one that crashes once, after its second epoch's
-checkpoint (the resume test), one that logs what each report carries (report batching).
+checkpoint (the resume test), one that logs what each report carries (report batching), one
+that logs the environment its worker process was started with.
 
 A module of its own so that Ray's workers import it by name.
 """
@@ -7,6 +8,7 @@ A module of its own so that Ray's workers import it by name.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ray import tune
@@ -55,3 +57,11 @@ def log_reports(config: dict, log: str) -> None:
         train_trial(config)
     finally:
         tune.report = original_report
+
+
+def log_environment(config: dict, log: str) -> None:
+    """Use through ``tune.with_parameters(log_environment, log=path)``: appends the value of
+    ``PL_DISABLE_FORK`` in this worker (``unset`` without one), then trains."""
+    with Path(log).open("a") as out:
+        out.write(os.environ.get("PL_DISABLE_FORK", "unset") + "\n")
+    train_trial(config)

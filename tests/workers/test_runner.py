@@ -20,7 +20,7 @@ from memtune.studies.verdict import decide
 from memtune.workers.cluster import node_inventory, ray_cluster
 from memtune.workers.runner import StudyCancelled, StudyRunner, _pending_trials
 from memtune.workers.sinks import JsonFileSink, ResultsSink
-from tests.workers.flaky import crash_once_after_two_epochs, log_reports
+from tests.workers.flaky import crash_once_after_two_epochs, log_environment, log_reports
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -128,6 +128,18 @@ def test_checkpointed_trial_resumes_at_the_next_epoch(tmp_path):
     search = next(r for r in runner.records.values() if r.phase == "search")
     assert search.state == "completed"
     assert [e.epoch for e in search.epochs] == [1, 2, 3, 4]  # resumed at 3, not from 1
+
+
+def test_trial_workers_start_without_tunes_lightning_runtime_env(tmp_path):
+    # Tune's default runtime env (PL_DISABLE_FORK) would start each trial's worker through a
+    # second Python process: the study's start pays it (bench/study_overhead.py).
+    from ray.tune.execution import class_cache
+
+    log = tmp_path / "environment.log"
+    spec = _spec(arms=[{"optimizer": "sgd"}], budget={"trials_per_arm": 1, "epochs": 1}, seeds=[1])
+    StudyRunner(spec, trainable=tune.with_parameters(log_environment, log=str(log))).run()
+    assert log.read_text().split() == ["unset", "unset"]  # the search trial and the seed run
+    assert class_cache.DEFAULT_ENV_VARS == {"PL_DISABLE_FORK": "1"}  # Tune's own, restored
 
 
 class _EpochCounter(ResultsSink):
