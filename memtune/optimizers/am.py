@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,7 +29,14 @@ from memtune.optimizers._base import (
     keep_float64_on_load,
     keep_implementation_on_load,
 )
-from memtune.optimizers.compiled import IMPLS, SCALARS, compiled, flat, resolve_impl
+from memtune.optimizers.compiled import (
+    IMPLS,
+    SCALARS,
+    am_sgd_fraction,
+    compiled,
+    flat,
+    resolve_impl,
+)
 
 __all__ = ["AMSGD", "AMAdamW", "am_adamw", "am_sgd"]
 
@@ -261,14 +267,8 @@ def _am_sgd_betas_from_products(
         gg, gd, dd, gaps = ([torch.stack(v).sum()] for v in (gg, gd, dd, gaps))
     betas = []
     for G, X, D, gap in zip(gg, gd, dd, gaps, strict=True):
-        betas.append(_clipped_ratio(*_am_sgd_fraction(G, X, D, gap, lr=lr, lam=lam), beta_max))
+        betas.append(_clipped_ratio(*am_sgd_fraction(G, X, D, gap, lr=lr, lam=lam), beta_max))
     return betas * count if granularity == "group" else betas
-
-
-def _am_sgd_fraction(G: Any, X: Any, D: Any, gap: Any, *, lr: float, lam: float) -> tuple:
-    """(N, Dn) of beta = N / Dn from the three sums and the gap (tensors or Python floats)."""
-    numerator = (1 + lam) * gap / lr - (X + lam * D - G - lam * X)
-    return numerator, D - 2 * X + G
 
 
 def _am_sgd_betas_on_host(
@@ -287,7 +287,7 @@ def _am_sgd_betas_on_host(
         sums = [[math.fsum(column) for column in zip(*sums, strict=True)]]
     betas = []
     for G, X, D, gap in sums:
-        numerator, denominator = _am_sgd_fraction(G, X, D, gap, lr=lr, lam=lam)
+        numerator, denominator = am_sgd_fraction(G, X, D, gap, lr=lr, lam=lam)
         betas.append(_clipped_on_host(numerator, denominator, beta_max))
     return betas * len(rows) if granularity == "group" else betas
 

@@ -45,6 +45,7 @@ __all__ = [
     "IMPLS",
     "SCALARS",
     "Scalars",
+    "am_sgd_fraction",
     "compile_unavailable",
     "compiled",
     "flat",
@@ -196,6 +197,13 @@ def am_sgd_group_dots(
     )
 
 
+def am_sgd_fraction(G: Any, X: Any, D: Any, gap: Any, *, lr: Any, lam: Any) -> tuple:
+    """(N, Dn) of AM-SGD's beta = N / Dn from the three sums and the gap eta_prev * X: Python
+    floats, tensors, or 0-d tensors inside a graph (every path of memtune.optimizers.am)."""
+    numerator = (1 + lam) * gap / lr - (X + lam * D - G - lam * X)
+    return numerator, D - 2 * X + G
+
+
 def am_sgd_group_step(
     params: list[Tensor],
     grads: list[Tensor],
@@ -227,8 +235,7 @@ def am_sgd_group_step(
     G, X, D = rows.unbind(1)
     if group_beta:
         G, X, D = G.sum(), X.sum(), D.sum()
-    numerator = (1 + lam) * (prev_lr * X) / lr - (X + lam * D - G - lam * X)
-    denominator = D - 2 * X + G
+    numerator, denominator = am_sgd_fraction(G, X, D, prev_lr * X, lr=lr, lam=lam)
     ratio = torch.where(denominator > 0, numerator / denominator, torch.zeros_like(numerator))
     beta = torch.minimum(ratio.clamp(min=0), beta_max)
     weight = (1 - beta) / (1 + lam)
