@@ -60,10 +60,11 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="memtune-dashboard-")
     url = f"sqlite:///{folder}/study.db"
     start = time.perf_counter()
+    per_search = max(1, args.trials_per_arm // 6)  # six searches per arm, as a study's default
     study_id = write_finished_study(
-        Database(url), trials_per_arm=args.trials_per_arm, epochs=args.epochs, name="large"
+        Database(url), searches=6, trials_per_search=per_search, epochs=args.epochs, name="large"
     )
-    print(f"wrote {3 * (args.trials_per_arm + 7)} trials x {args.epochs} epochs in "
+    print(f"wrote {3 * 6 * (per_search + 2)} trials x {args.epochs} epochs in "
           f"{time.perf_counter() - start:.1f} s")  # fmt: skip
     port = free_port()
     server = subprocess.Popen(

@@ -94,7 +94,7 @@ def main() -> None:
             "task": "digits_mlp",
             "task_options": TASK_OPTIONS,
             "arms": [{"optimizer": "adam", "space": {"lr": {"low": 1e-3, "high": 3e-3}}}],
-            "budget": {"trials_per_arm": args.trials, "epochs": epochs},
+            "budget": {"searches": 1, "trials_per_search": args.trials, "epochs": epochs},
             "seeds": [1],
             "resources": {"cpu": 1},
         }

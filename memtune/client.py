@@ -139,9 +139,21 @@ class Client:
         return self._call("POST", f"/studies/{study_id}/cancel").json()
 
     def extend(
-        self, study_id: int, *, seeds: Iterable[int] = (), arms: Iterable[Mapping] = ()
+        self,
+        study_id: int,
+        *,
+        seeds: Iterable[int] = (),
+        arms: Iterable[Mapping] = (),
+        searches: int | None = None,
+        space: Mapping[str, Mapping[str, Mapping]] | None = None,
     ) -> dict[str, Any]:
-        body = {"seeds": list(seeds), "arms": [dict(a) for a in arms]}
+        """More seeds, arms, searches per arm, or other ranges for an arm (by label: its
+        earlier searches are set aside) for a completed study; it is queued again."""
+        body: dict[str, Any] = {"seeds": list(seeds), "arms": [dict(a) for a in arms]}
+        if searches is not None:
+            body["searches"] = searches
+        if space:
+            body["space"] = {arm: dict(overrides) for arm, overrides in space.items()}
         return self._call("POST", f"/studies/{study_id}/extend", json=body).json()
 
     def verdict(self, study_id: int) -> Verdict:

@@ -41,7 +41,7 @@ def _curve(arm: str, lr: float, epochs: int, rng: random.Random) -> tuple[list[f
     ], False
 
 
-def _record(arm, phase, seed, config, values, diverged, number, held_out) -> TrialRecord:
+def _record(arm, phase, seed, config, values, diverged, number, held_out, repeat) -> TrialRecord:
     epochs = []
     for e, value in enumerate(values, start=1):
         metrics = {"val_accuracy": value}
@@ -66,20 +66,22 @@ def _record(arm, phase, seed, config, values, diverged, number, held_out) -> Tri
             )
         )
     return TrialRecord(
-        trial_id=f"{arm}-{phase}-{number}",
+        trial_id=f"{arm}-{phase}-{repeat}-{number}",
         arm=arm,
         phase=phase,
         seed=seed,
         config=config,
         state=TrialState.DIVERGED if diverged else TrialState.COMPLETED,
         epochs=epochs,
+        repeat=repeat,
     )
 
 
 def write_finished_study(
     db: Database,
     *,
-    trials_per_arm: int = 12,
+    searches: int = 6,
+    trials_per_search: int = 4,
     epochs: int = 8,
     name: str = "dashboard",
     seed: int = 0,
@@ -91,24 +93,36 @@ def write_finished_study(
             "name": name,
             "task": "digits_mlp",
             "arms": ARMS,
-            "budget": {"trials_per_arm": trials_per_arm, "epochs": epochs},
-            "seeds": [101, 102, 103, 104, 105, 106, 107],
+            "budget": {
+                "searches": searches,
+                "trials_per_search": trials_per_search,
+                "epochs": epochs,
+            },
+            "seeds": [101, 102],
         }
     )
     held_out = spec.task_spec.held_out
     records: list[TrialRecord] = []
     for arm in ARMS:
-        label, finals = arm["optimizer"], []
-        for n in range(trials_per_arm):
-            lr = 10 ** rng.uniform(-4, 0.5)
-            config = {"lr": lr, **({"topc": rng.choice([5, 10, 20])} if label == "adam_cm" else {})}
-            values, diverged = _curve(label, lr, epochs, rng)
-            records.append(_record(label, Phase.SEARCH, n, config, values, diverged, n, False))
-            finals.append((values[-1] if not diverged else -1.0, config))
-        best = max(finals, key=lambda pair: pair[0])[1]
-        for s in spec.seeds or []:
-            values, diverged = _curve(label, best["lr"], epochs, rng)
-            records.append(_record(label, Phase.SEED, s, best, values, diverged, s, held_out))
+        label = arm["optimizer"]
+        for search in spec.searches(spec.arms[ARMS.index(arm)]):
+            finals = []
+            for n in range(trials_per_search):
+                lr = 10 ** rng.uniform(-4, 0.5)
+                topc = {"topc": rng.choice([5, 10, 20])} if label == "adam_cm" else {}
+                config = {"lr": lr, **topc}
+                values, diverged = _curve(label, lr, epochs, rng)
+                records.append(
+                    _record(label, Phase.SEARCH, search.seed, config, values, diverged, n, False,
+                            search.index)
+                )  # fmt: skip
+                finals.append((values[-1] if not diverged else -1.0, config))
+            best = max(finals, key=lambda pair: pair[0])[1]
+            for s in spec.seeds or []:
+                values, diverged = _curve(label, best["lr"], epochs, rng)
+                records.append(
+                    _record(label, Phase.SEED, s, best, values, diverged, s, held_out, search.index)
+                )
     verdict = build_verdict(spec, records)
     with db.session() as session:
         repository = Repository(session)
@@ -126,6 +140,7 @@ def write_finished_study(
                 arm=record.arm,
                 phase=record.phase,
                 seed=record.seed,
+                repeat=record.repeat,
                 config=record.config,
                 state=record.state,
                 epochs_done=len(record.epochs),

@@ -10,11 +10,12 @@ the only place that turns a name into a class.
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -171,23 +172,65 @@ def resolve(target: str) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
+# Whether a range's edge could be moved: "hard" where the value cannot go beyond it (momentum's
+# 0.99 below 1, a warmup fraction's 0), "soft" where the range is a choice (a learning rate, a
+# weight decay). A search whose best value sits at a soft edge may have missed its optimum
+# outside the range; the verdict will not call an arm better or worse on such searches.
+Edge = Literal["hard", "soft"]
+SOFT: tuple[Edge, Edge] = ("soft", "soft")
+
+
+class _Range:
+    """What a numeric range knows of its edges (FloatParam and IntParam)."""
+
+    name: str
+    low: float
+    high: float
+    log: bool
+    edges: tuple[Edge, Edge]
+
+    def position(self, value: float) -> float:
+        """Where ``value`` lies in the range, 0 at ``low`` and 1 at ``high`` (log scale where
+        the range is)."""
+        if self.log:
+            return math.log(value / self.low) / math.log(self.high / self.low)
+        return (value - self.low) / (self.high - self.low)
+
+    def describe(self) -> str:
+        """``lr [0.001, 1] log (soft/soft)``: the range and the kind of each edge."""
+        scale = " log" if self.log else ""
+        return f"{self.name} [{self.low:g}, {self.high:g}]{scale} ({self.edges[0]}/{self.edges[1]})"
+
+    def soft_edge(self, value: float, within: float = 0.05) -> str | None:
+        """ "lower" or "upper" when ``value`` lies within ``within`` of a soft edge (as a
+        fraction of the range, log scale where the range is), else None."""
+        position = self.position(value)
+        if position <= within and self.edges[0] == "soft":
+            return "lower"
+        if position >= 1 - within and self.edges[1] == "soft":
+            return "upper"
+        return None
+
+
 @dataclass(frozen=True)
-class FloatParam:
+class FloatParam(_Range):
     name: str
     low: float
     high: float
     log: bool = False
+    edges: tuple[Edge, Edge] = SOFT  # (low, high)
 
     def sample(self, trial: optuna.Trial) -> float:
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
 
 @dataclass(frozen=True)
-class IntParam:
+class IntParam(_Range):
     name: str
     low: int
     high: int
     log: bool = False
+    edges: tuple[Edge, Edge] = SOFT  # (low, high)
 
     def sample(self, trial: optuna.Trial) -> int:
         return trial.suggest_int(self.name, self.low, self.high, log=self.log)
@@ -200,6 +243,9 @@ class CategoricalParam:
 
     def sample(self, trial: optuna.Trial) -> Any:
         return trial.suggest_categorical(self.name, list(self.choices))
+
+    def describe(self) -> str:
+        return f"{self.name} {list(self.choices)}"
 
 
 SearchParam = FloatParam | IntParam | CategoricalParam
@@ -308,8 +354,9 @@ LR_EMA_MOMENTUM = FloatParam("lr", 1e-2, 10.0, log=True)
 LR_ADAM = FloatParam("lr", 1e-4, 1e-1, log=True)
 WEIGHT_DECAY = FloatParam("weight_decay", 1e-6, 1e-1, log=True)
 LAM = FloatParam("lam", 1e-2, 1.0, log=True)
-TOPC = IntParam("topc", 1, 20)
-DECAY = FloatParam("decay", 0.5, 0.99)
+TOPC = IntParam("topc", 1, 20, edges=("hard", "soft"))  # at least one critical momentum
+DECAY = FloatParam("decay", 0.5, 0.99, edges=("soft", "hard"))  # a decay below 1
+MOMENTUM = FloatParam("momentum", 0.0, 0.99, edges=("hard", "hard"))
 
 
 def _buffer_slots(config: Mapping[str, Any]) -> float:
@@ -334,7 +381,7 @@ def builtin_optimizers() -> list[OptimizerSpec]:
             options=opts.SGDOptions,
             summary="SGD with heavy-ball momentum (torch.optim.SGD); nesterov is a flag",
             defaults=MappingProxyType({"lr": 0.05, "momentum": 0.9}),
-            search_space=(LR_SGD, FloatParam("momentum", 0.0, 0.99)),
+            search_space=(LR_SGD, MOMENTUM),
             supports_foreach=True,
             state_slots=lambda c: 1.0 if c.get("momentum", 0) else 0.0,
         ),

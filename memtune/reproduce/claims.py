@@ -195,7 +195,13 @@ class _Builder:
                 "task": task,
                 "task_options": dict(mode.task_options.get(task, {})),
                 "arms": arms,
-                "budget": {"trials_per_arm": trials or mode.trials, "epochs": epochs},
+                # One search per arm: the claims are judged config against config, paired by
+                # seed, until the report moves to the verdict's search-level inference.
+                "budget": {
+                    "searches": 1,
+                    "trials_per_search": trials or mode.trials,
+                    "epochs": epochs,
+                },
                 "seeds": seeds,
                 "scheduler": "fifo",
                 "smoke": mode.smoke,

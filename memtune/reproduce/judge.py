@@ -104,7 +104,10 @@ def _per_seed(document: Mapping[str, Any], check: Check) -> tuple[dict, dict, st
     arms = {a.arm: a for a in verdict.arms}
     if check.arm not in arms or check.reference not in arms:
         raise LookupError(f"the study has no arm {check.arm!r} or {check.reference!r}")
-    errored = sorted(set(arms[check.arm].seeds_errored) | set(arms[check.reference].seeds_errored))
+    errored = sorted(
+        {seed for arm in (check.arm, check.reference) for s in arms[arm].counted
+         for seed in s.seeds_errored}
+    )  # fmt: skip
     if check.source == "step_time":
         values: dict[str, dict[int, float]] = {check.arm: {}, check.reference: {}}
         for trial in document["trials"].values():
@@ -233,11 +236,9 @@ def _check_outcome(
     low, high = row.get("ci_low"), row.get("ci_high")
     interval = None
     if row.get("improvement") is not None:
-        interval = stats.Interval(
-            row["improvement"] + margin,
+        interval = (
             None if low is None else low + margin,
             None if high is None else high + margin,
-            row.get("finite_pairs", 0),
         )
     outcome, reason = decide(
         mode="max",  # improvements: larger is better for the memory optimizer

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from memtune.studies.nonfinite import JsonObject, Number
 from memtune.studies.records import Phase, StudyStatus, TrialState
-from memtune.studies.spec import ArmSpec
+from memtune.studies.spec import ArmSpec, RangeOverride
 
 # Every number a response carries goes out through memtune.studies.nonfinite (Number,
 # JsonObject): NaN and +-inf as the strings "nan", "inf", "-inf".
@@ -167,20 +167,32 @@ class Health(BaseModel):
 
 
 class StudyExtension(BaseModel):
-    """More seeds for every arm, and/or new arms (each searched with the study's budget)."""
+    """What a completed study is extended with: more seeds for every search, new arms (each
+    with the study's budget), more searches per arm, and/or other ranges for an arm's search
+    (its searches under the old range are set aside: kept and shown, not compared)."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={  # at least one of the two is not empty
+        json_schema_extra={  # at least one of them is given
             "anyOf": [
                 {"required": ["seeds"], "properties": {"seeds": {"minItems": 1}}},
                 {"required": ["arms"], "properties": {"arms": {"minItems": 1}}},
+                {"required": ["searches"]},
+                {"required": ["space"], "properties": {"space": {"minProperties": 1}}},
             ]
         },
     )
 
     seeds: list[int] = Field(default_factory=list, max_length=1000)
     arms: list[ArmSpec] = Field(default_factory=list, max_length=32)
+    searches: int | None = Field(
+        None, ge=1, le=20, description="the searches per arm from now on (K): at least today's"
+    )
+    space: dict[str, dict[str, RangeOverride]] = Field(
+        default_factory=dict,
+        description="per arm label, range overrides by hyperparameter (as an arm's space): the "
+        "arm searches anew, K times, and its earlier searches are set aside",
+    )
 
 
 class SearchPoint(BaseModel):

@@ -28,6 +28,7 @@ from memtune.service.schemas import (
     SearchPoint,
     StudiesPublic,
     StudyCurves,
+    StudyExtension,
     StudyPublic,
     TaskPublic,
     TasksPublic,
@@ -314,32 +315,25 @@ def extend_study(
     *,
     caller: Caller,
     study_id: int,
-    seeds: list[int],
-    arms: list[Any],
+    extension: StudyExtension,
     inventory_max_age_s: float = 600.0,
     max_active: int = 20,
 ) -> StudyPublic:
-    """Queues a completed study again with more seeds and/or arms. Everything that already ran
-    is reused; the new seeds re-run each arm's chosen config, a new arm gets its own search;
-    the verdict is recomputed over all of it (the answer to a power warning)."""
+    """Queues a completed study again with more seeds, arms, searches or other ranges.
+    Everything that already ran is reused: new seeds re-run each search's chosen config, a new
+    arm and each new search run with the study's budget, and an arm whose ranges change
+    searches anew while its earlier searches are set aside; the verdict is recomputed."""
     from memtune.studies.spec import SpecError, parse_spec
 
-    if not seeds and not arms:
-        raise InvalidSpec("seeds", "give more seeds or arms to extend the study with")
+    if not (extension.seeds or extension.arms or extension.searches or extension.space):
+        raise InvalidSpec("seeds", "give more seeds, arms, searches or a space to extend with")
     with db.session() as session:
         repository = Repository(session)
         study = repository.find_study(study_id, caller.owner_id)
         if study.status != StudyStatus.COMPLETED:
             raise Conflict(f"study {study_id} is {study.status}: only a completed study extends")
-        spec = {k: v for k, v in study.spec.items() if k not in ("metric", "mode")}
-        spec["metric"], spec["mode"] = study.spec.get("metric"), study.spec.get("mode")
-        spec["seeds"] = [*(spec.get("seeds") or []), *seeds]
-        spec["arms"] = [
-            *(spec.get("arms") or []),
-            *(a.model_dump() if hasattr(a, "model_dump") else a for a in arms),
-        ]
         try:
-            parsed = parse_spec(spec)
+            parsed = parse_spec(_extended_spec(study.spec, extension))
         except SpecError as error:
             raise InvalidSpec(error.field, error.message) from None
         _check_inventory(repository, parsed, inventory_max_age_s)
@@ -353,6 +347,39 @@ def extend_study(
             warnings=parsed.warnings,
         )
         return _study_public(repository, study)
+
+
+def _extended_spec(stored: dict[str, Any], extension: StudyExtension) -> dict[str, Any]:
+    """The stored spec with the extension applied (checked by the caller's parse)."""
+    from memtune.studies.spec import parse_spec
+
+    spec = dict(stored)
+    current = parse_spec(spec)  # the budget and seeds as the study ran them
+    spec["seeds"] = [*(spec.get("seeds") or []), *extension.seeds]
+    budget = dict(spec.get("budget") or {})
+    if extension.searches is not None:
+        if extension.searches < current.searches_per_arm:
+            raise InvalidSpec(
+                "searches",
+                f"the study ran {current.searches_per_arm} searches per arm: give at least as many",
+            )
+        budget.pop("repeats", None)
+        budget["searches"] = extension.searches
+    spec["budget"] = budget
+    arms = [dict(arm) for arm in spec.get("arms") or []]
+    labels = [arm.get("name") or arm["optimizer"] for arm in arms]
+    for label, overrides in extension.space.items():
+        if label not in labels:
+            raise InvalidSpec(f"space.{label}", f"no arm {label!r}; the arms: {', '.join(labels)}")
+        arm = arms[labels.index(label)]
+        # the searches it ran so far were under the old range: set them aside
+        arm["set_aside"] = arm.get("set_aside", 0) + current.searches_per_arm
+        arm["space"] = {
+            **(arm.get("space") or {}),
+            **{name: o.model_dump(exclude_none=True) for name, o in overrides.items()},
+        }
+    spec["arms"] = [*arms, *(a.model_dump() for a in extension.arms)]
+    return spec
 
 
 def list_studies(

@@ -1,22 +1,34 @@
 """What a study is: a validated spec, loadable from YAML or JSON.
 
-A study compares arms (optimizers) on one task: each arm gets the same search budget, the best
-config of each arm is re-run on the same seeds (never a seed the search trained with), and only
-those re-runs feed the verdict.
+A study compares arms (optimizers) on one task. Each arm runs K independent searches of the
+same budget (``budget.searches`` of ``budget.trials_per_search`` trials, each search with its
+own seeds); the best config of every search is re-run on the study's seeds (the same for every
+arm and search, never a seed a search trained with), and only those re-runs feed the verdict,
+one score per search.
 Validation errors name the field (pydantic's ``loc``) and the reason, and list the known
 names when an optimizer or a task is unknown.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from memtune.optimizers import (
     OPTIMIZERS,
@@ -28,6 +40,7 @@ from memtune.optimizers import (
     UnknownNameError,
 )
 from memtune.studies import stats
+from memtune.studies.records import search_key
 from memtune.studies.tasks import TASKS, TaskSpec
 
 __all__ = [
@@ -36,6 +49,7 @@ __all__ = [
     "RangeOverride",
     "Resources",
     "Schedule",
+    "Search",
     "SpecError",
     "StudySpec",
     "UnknownNameError",
@@ -79,17 +93,22 @@ class RangeOverride(_Model):
             raise ValueError(f"low ({low}) must be below high ({high})")
         if log and low <= 0:
             raise ValueError(f"a log range needs low > 0, got {low}")
-        return type(param)(param.name, low, high, log)
+        # An edge the override moved is a choice, so soft; one it kept keeps its kind.
+        edges = (
+            param.edges[0] if low == param.low else "soft",
+            param.edges[1] if high == param.high else "soft",
+        )
+        return type(param)(param.name, low, high, log, edges)
 
 
 # Hyperparameters of the learning-rate schedule that an arm may pin or search like an
 # optimizer's own (they are not optimizer arguments: the trial applies them).
-WARMUP = FloatParam("warmup_fraction", 0.0, 0.2)
+WARMUP = FloatParam("warmup_fraction", 0.0, 0.2, edges=("hard", "soft"))
 SCHEDULE_PARAMS = {WARMUP.name: WARMUP}
 # The first element of torch's ``betas`` pair (Adam's momentum), which an arm may search by
 # naming it in ``space`` (opt-in: a study searches it only when asked); the trial writes it
 # into ``betas``. Optuna samples scalars, not pairs.
-BETA1 = FloatParam("beta1", 0.0, 0.99)
+BETA1 = FloatParam("beta1", 0.0, 0.99, edges=("hard", "hard"))
 
 
 def _takes_betas(spec: OptimizerSpec) -> bool:
@@ -143,6 +162,13 @@ class ArmSpec(_Model):
         default_factory=dict, description="range overrides by name"
     )
     baseline: bool = False
+    set_aside: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="the first N searches of this arm ran under an older range (an extension "
+        "changed its space): kept and shown, left out of the verdict",
+    )
 
     @field_validator("optimizer")
     @classmethod
@@ -210,9 +236,31 @@ class ArmSpec(_Model):
         ]
 
 
+# The defaults of a study's budget, chosen by the end-to-end A/A calibration
+# (bench/aa_calibration.py, docs/benchmarks.md): six searches per arm reach p < 0.05 after Holm
+# over up to 23 comparisons, three trials per search and two seeds per config keep a six-arm
+# study near a minute on two cores.
+DEFAULT_SEARCHES = 6
+DEFAULT_TRIALS_PER_SEARCH = 3
+DEFAULT_SEEDS = 2
+
+
 class Budget(_Model):
-    trials_per_arm: int = Field(
-        8, ge=1, le=10_000, description="searched trials, the same for every arm"
+    searches: int | None = Field(
+        None,
+        ge=1,
+        le=20,
+        validation_alias=AliasChoices("searches", "repeats"),
+        description="K: independent searches per arm, each with its own seeds; the verdict "
+        "compares arms over their K search scores. Default: 6 (more where Holm over many "
+        "comparisons needs it). 1: the configs are compared, not the optimizers",
+    )
+    trials_per_search: int = Field(
+        DEFAULT_TRIALS_PER_SEARCH,
+        ge=1,
+        le=10_000,
+        validation_alias=AliasChoices("trials_per_search", "trials_per_arm"),
+        description="searched trials of each search, the same for every arm",
     )
     epochs: int = Field(5, ge=1, le=100_000)
     time_limit_s: float | None = Field(
@@ -223,13 +271,11 @@ class Budget(_Model):
         description="equal epochs for every arm, or equal gradient evaluations: an arm with "
         "k passes per step (SAM: 2) then trains epochs // k epochs",
     )
-    repeats: int = Field(
-        1,
-        ge=1,
-        le=20,
-        description="repeat each arm's whole search with this many search seeds (AlgoPerf's "
-        "practice); the verdict reports the median over repeats and their spread",
-    )
+
+    @property
+    def k(self) -> int:
+        """The number of searches per arm (resolved by the study spec)."""
+        return self.searches or DEFAULT_SEARCHES
 
 
 class Resources(_Model):
@@ -237,7 +283,26 @@ class Resources(_Model):
     gpu: float = Field(0.0, ge=0, description="GPU fraction per trial")
 
 
-SPEC_SCHEMA_VERSION = 2  # 2: held-out splits, fresh seeds, schedules; stored specs keep theirs
+# 2: held-out splits, fresh seeds, schedules; 3: K searches per arm, each seeded on its own
+# (before: repeat r of every arm trained on seed search_seed + r). Stored specs keep theirs.
+SPEC_SCHEMA_VERSION = 3
+# A search's own seed lies in [SEARCH_SEED_FLOOR, 2^31): far from the re-run seeds a user picks.
+SEARCH_SEED_FLOOR = 1_000_000
+
+
+@dataclass(frozen=True)
+class Search:
+    """One of an arm's searches: which, the seed its trials train with, its sampler's seed."""
+
+    arm: str
+    index: int  # 0.. per arm; the records' ``repeat``
+    seed: int
+    sampler_seed: int
+    set_aside: bool = False  # ran under an older range of the arm: not in the verdict
+
+    @property
+    def key(self) -> str:
+        return search_key(self.arm, self.index)
 
 
 class StudySpec(_Model):
@@ -257,9 +322,10 @@ class StudySpec(_Model):
         None,
         min_length=1,
         max_length=1000,
-        description="seeds of the re-runs of each arm's best config; never a search seed. "
-        "Default: the fewest that can reach p < 0.05 after Holm over the spec's comparisons "
-        "(6 for one comparison, 7 for two or three, 8 for four or five), counting up from the last search seed",
+        description="seeds of the re-runs of every search's best config (the same for every arm "
+        "and search); never a search's seed. Default: 2 (a search's score is its config's mean "
+        "over them), counting up from search_seed + 1; with one search per arm, the fewest that "
+        "can reach p < 0.05 after Holm in the seed-level test",
     )
     metric: str | None = Field(
         None, description="the validation metric the search selects on (default: the task's)"
@@ -272,7 +338,8 @@ class StudySpec(_Model):
     search_seed: int = Field(
         0,
         ge=0,
-        description="seed of the Optuna samplers and of the searched trials (repeat r: +r)",
+        description="from which every search's own seed is derived (the seed its trials train "
+        "with and its Optuna sampler's): give each study its own for independent studies",
     )
     smoke: bool = Field(False, description="use the task's smoke size (tests, demos)")
 
@@ -312,21 +379,62 @@ class StudySpec(_Model):
                 f"metric: {self.task} reports {', '.join(task.reported)}, not {self.metric!r}"
                 " (configs are selected on validation metrics; the test split is reported only)"
             )
+        if self.budget.searches is None:
+            self.budget.searches = max(DEFAULT_SEARCHES, stats.searches_for_power(self.comparisons))
         if self.seeds is None:
-            first = max(self.search_seeds) + 1
-            self.seeds = list(range(first, first + stats.seeds_for_power(self.comparisons)))
+            if self.budget.searches > 1:
+                count = DEFAULT_SEEDS
+            else:  # the seed-level test of config against config needs its own power
+                count = stats.seeds_for_power(self.comparisons)
+            first = (max(self.search_seeds) if self.legacy_seeding else self.search_seed) + 1
+            self.seeds = list(range(first, first + count))
         shared = sorted(set(self.seeds) & set(self.search_seeds))
         if shared:
             raise ValueError(
-                f"seeds: {', '.join(map(str, shared))} also seed the search (search_seed "
-                f"{self.search_seed}, {self.budget.repeats} repeat(s)); re-runs must use seeds "
-                "the search never saw"
+                f"seeds: {', '.join(map(str, shared))} also seed a search (search_seed "
+                f"{self.search_seed}); re-runs must use seeds no search trained with"
             )
         return self
 
     @property
+    def legacy_seeding(self) -> bool:
+        """Specs before schema 3: search r of every arm trained on seed search_seed + r."""
+        return self.schema_version < 3
+
+    @property
+    def searches_per_arm(self) -> int:
+        """K, the searches per arm that the verdict compares."""
+        return self.budget.k
+
+    def searches(self, arm: ArmSpec) -> list[Search]:
+        """The arm's searches, those set aside by an extension first, then the K it runs.
+
+        Each search has its own seed, derived from (search_seed, the arm's label, the search's
+        index) by a hash, so that the 2K searches of two arms of one optimizer are independent
+        and exchangeable, and an extension (more searches or arms) leaves every existing
+        search's seed as it was. The seed both trains the search's trials and seeds its TPE.
+        """
+        index = [a.label for a in self.arms].index(arm.label)
+        searches = []
+        for number in range(arm.set_aside + self.searches_per_arm):
+            if self.legacy_seeding:
+                seed = self.search_seed + number
+                sampler_seed = 1000 * seed + index
+            else:
+                digest = hashlib.blake2b(
+                    f"{self.search_seed}/{arm.label}/{number}".encode(), digest_size=8
+                ).digest()
+                span = 2**31 - SEARCH_SEED_FLOOR
+                seed = sampler_seed = SEARCH_SEED_FLOOR + int.from_bytes(digest) % span
+            searches.append(
+                Search(arm.label, number, seed, sampler_seed, set_aside=number < arm.set_aside)
+            )
+        return searches
+
+    @property
     def search_seeds(self) -> list[int]:
-        return [self.search_seed + r for r in range(self.budget.repeats)]
+        """Every seed a search trains with, of every arm."""
+        return sorted({search.seed for arm in self.arms for search in self.searches(arm)})
 
     @property
     def comparisons(self) -> int:
@@ -343,12 +451,25 @@ class StudySpec(_Model):
     def warnings(self) -> list[str]:
         """What the spec lets through but the user should know before running it."""
         notes = []
-        n, k = len(self.seeds or ()), self.comparisons
-        if k and stats.min_attainable_p(n, k) >= stats.ALPHA:
+        n, k, searches = len(self.seeds or ()), self.comparisons, self.searches_per_arm
+        if k and searches == 1:
             notes.append(
-                f"seeds: with {n} seeds and {k} comparison(s) the smallest Holm-adjusted p is "
-                f"{stats.min_attainable_p(n, k):.3g}, so no arm can be called better or worse "
-                f"(p < {stats.ALPHA}); use at least {stats.seeds_for_power(k)} seeds"
+                "budget.searches: one search per arm, so the verdict compares the configs the "
+                "searches happened to find, not the optimizers (config vs config); use "
+                f"searches: {DEFAULT_SEARCHES} to compare optimizers"
+            )
+            if stats.min_attainable_p(n, k) >= stats.ALPHA:
+                notes.append(
+                    f"seeds: with {n} seeds and {k} comparison(s) the smallest Holm-adjusted p "
+                    f"is {stats.min_attainable_p(n, k):.3g}, so no config can be called better "
+                    f"or worse (p < {stats.ALPHA}); use at least {stats.seeds_for_power(k)} seeds"
+                )
+        elif k and stats.min_attainable_rank_sum_p(searches, k) >= stats.ALPHA:
+            notes.append(
+                f"budget.searches: with {searches} searches per arm and {k} comparison(s) the "
+                f"smallest Holm-adjusted p is {stats.min_attainable_rank_sum_p(searches, k):.3g}, "
+                f"so no arm can be called better or worse (p < {stats.ALPHA}); use at least "
+                f"{stats.searches_for_power(k)} searches"
             )
         if not self.task_spec.held_out:
             notes.append(
@@ -393,8 +514,10 @@ class StudySpec(_Model):
 
     @property
     def total_trials(self) -> int:
-        per_repeat = self.budget.trials_per_arm + len(self.seeds or ())
-        return len(self.arms) * self.budget.repeats * per_repeat
+        """Every trial the study plans: per search, its searched trials and its seed re-runs
+        (searches set aside by an extension included: they ran)."""
+        per_search = self.budget.trials_per_search + len(self.seeds or ())
+        return sum(len(self.searches(arm)) for arm in self.arms) * per_search
 
 
 def _format_errors(error: ValidationError) -> str:

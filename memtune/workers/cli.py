@@ -88,10 +88,10 @@ def _list(args: argparse.Namespace) -> int:
         from memtune.optimizers import OPTIMIZERS as registry
 
         rows = [
-            (s.name, s.summary, ", ".join(p.name for p in s.space()), f"from {s.origin}")
+            (s.name, s.summary, ", ".join(p.describe() for p in s.space()), f"from {s.origin}")
             for s in registry
         ]
-        header = ("name", "what", "searched", "origin")
+        header = ("name", "what", "searched (range; edges hard or soft)", "origin")
     else:
         from memtune.studies.tasks import TASKS as registry
 

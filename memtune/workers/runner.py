@@ -1,9 +1,10 @@
 """The runner: a study spec becomes one Ray Tune run, and its results a verdict.
 
-Search: per arm, Optuna's TPE (Ray Tune's ``OptunaSearch``) searches the arm's space with the
-arm's budget; ASHA, when asked, only compares trials of the same arm. Seed re-runs: once an
-arm's search is over, its best config is re-run on the study's seeds (the same seeds for every
-arm). Only the re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
+Search: each arm runs K independent searches (``spec.searches``), each an Optuna TPE (Ray
+Tune's ``OptunaSearch``) over the arm's space with its own seed and the same budget; ASHA, when
+asked, only compares trials of the same search. Seed re-runs: once a search is over, its best
+config is re-run on the study's seeds (the same seeds for every arm and search). Only the
+re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
 why), so a process runs one study at a time: two ``Tuner.fit()`` at once in one process break.
 
 Where the Tune experiment lives: ``experiment_path`` (the worker gives each study its own
@@ -261,23 +262,27 @@ class StudyRunner:
     def reusable(spec: StudySpec, previous: Iterable[TrialRecord]) -> list[TrialRecord]:
         """Of a study's earlier trials, those an extension keeps: every trial of a search
         that ran its whole budget, and the seed runs of its best config that ended (an errored
-        seed run is run again). Anything else runs anew."""
+        seed run is run again); a search set aside (it ran under an older range) is kept as it
+        is, for the record. Anything else runs anew."""
         previous = [r for r in previous if r.state.ended]
         kept = []
         for arm in spec.arms:
-            for repeat in range(spec.budget.repeats):
-                mine = [r for r in previous if r.arm == arm.label and r.repeat == repeat]
-                search = [r for r in mine if r.phase == Phase.SEARCH]
-                if len(search) < spec.budget.trials_per_arm:
+            for search in spec.searches(arm):
+                mine = [r for r in previous if r.arm == arm.label and r.repeat == search.index]
+                if search.set_aside:
+                    kept += mine
+                    continue
+                trials = [r for r in mine if r.phase == Phase.SEARCH]
+                if len(trials) < spec.budget.trials_per_search:
                     continue
                 seeded = [
                     r
                     for r in mine
                     if r.phase == Phase.SEED
-                    and r.seed in spec.seeds
+                    and r.seed in (spec.seeds or ())
                     and r.state in (TrialState.COMPLETED, TrialState.DIVERGED)
                 ]
-                kept += search + seeded
+                kept += trials + seeded
         return kept
 
     def _done_searches(self) -> dict[str, dict[str, Any] | None]:
@@ -409,16 +414,18 @@ class StudyRunner:
         )
 
     def _searches(self) -> dict[str, tuple[OptunaSearch, list[TrialPlan], int]]:
-        """Per arm and repeat: its Optuna searcher, the plans of its seed re-runs and the
-        epochs its trials run."""
+        """Per search of each arm (not those set aside): its Optuna searcher, seeded with the
+        search's own seed, the plans of its seed re-runs and the epochs its trials run."""
         spec = self.spec
-        trials = spec.budget.trials_per_arm
+        trials = spec.budget.trials_per_search
         searches = {}
-        for repeat, search_seed in enumerate(spec.search_seeds):
-            for index, arm in enumerate(spec.arms):
-                plan = self._plan(arm, Phase.SEARCH, search_seed, repeat)
+        for arm in spec.arms:
+            for search in spec.searches(arm):
+                if search.set_aside:
+                    continue
+                plan = self._plan(arm, Phase.SEARCH, search.seed, search.index)
                 sampler = optuna.samplers.TPESampler(
-                    seed=1000 * search_seed + index, n_startup_trials=min(10, max(2, trials // 2))
+                    seed=search.sampler_seed, n_startup_trials=min(10, max(2, trials // 2))
                 )
                 searcher = OptunaSearch(
                     space=_ArmSpace(spec.searched(arm), plan),
@@ -433,9 +440,13 @@ class StudyRunner:
                 ran = {
                     r.seed
                     for r in self.records.values()
-                    if r.phase == Phase.SEED and r.arm == arm.label and r.repeat == repeat
+                    if r.phase == Phase.SEED and r.arm == arm.label and r.repeat == search.index
                 }
-                seeds = [self._plan(arm, Phase.SEED, s, repeat) for s in spec.seeds if s not in ran]
+                seeds = [
+                    self._plan(arm, Phase.SEED, s, search.index)
+                    for s in spec.seeds or ()
+                    if s not in ran
+                ]
                 searches[plan.search_key] = (searcher, seeds, plan.epochs)
         return searches
 
@@ -459,12 +470,12 @@ class StudyRunner:
         searches = self._searches()
         searcher = StudySearcher(
             {key: search for key, (search, _, _) in searches.items()},
-            budget=spec.budget.trials_per_arm,
+            budget=spec.budget.trials_per_search,
             seed_runs={key: seeds for key, (_, seeds, _) in searches.items()},
             epochs={key: epochs for key, (_, _, epochs) in searches.items()},
             metric=spec.resolved_metric,
             mode=spec.resolved_mode,
-            done=self._done_searches(),
+            done={k: v for k, v in self._done_searches().items() if k in searches},
         )
         asha = functools.partial(
             ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, **ASHA_OPTIONS

@@ -100,7 +100,7 @@ def test_a_smoke_study_runs_the_plugins_task_and_optimizer_end_to_end(venv, tmp_
         "name": "plugin",
         "task": "wine_mlp",
         "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "lion"}],
-        "budget": {"trials_per_arm": 2, "epochs": 2},
+        "budget": {"searches": 1, "trials_per_search": 2, "epochs": 2},
         "seeds": [1, 2],
     }
     (tmp_path / "plugin.json").write_text(json.dumps(spec))

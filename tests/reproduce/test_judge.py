@@ -11,7 +11,7 @@ import pytest
 from memtune.reproduce import judge
 from memtune.reproduce.claims import MODES, OVERHEAD_MARGIN, Check, build_claims
 from memtune.studies import stats
-from memtune.studies.verdict import ArmVerdict, Verdict
+from memtune.studies.verdict import ArmVerdict, SearchScore, Verdict
 
 SEEDS = range(1, 10)
 
@@ -22,9 +22,13 @@ def _document(values: dict[str, dict[int, float]], mode: str = "max", errored=()
             arm=arm,
             optimizer=arm,
             baseline=index == 0,
-            best_config=None,
-            seed_values=by_seed,
-            seeds_errored=list(errored) if index == 0 else [],
+            searches=[
+                SearchScore(
+                    index=0,
+                    seed_values=by_seed,
+                    seeds_errored=list(errored) if index == 0 else [],
+                )
+            ],
         )
         for index, (arm, by_seed) in enumerate(values.items())
     ]
@@ -224,5 +228,5 @@ def test_every_check_names_a_study_of_its_claim_whose_reference_arm_is_the_memor
             if check.source != "step_time":
                 assert check.study in studies  # judged on its own claim's studies
         for spec in claim.studies:  # fair: every arm the same budget and fresh seeds
-            assert spec.budget.trials_per_arm >= 1
+            assert spec.budget.trials_per_search >= 1
             assert not set(spec.seeds) & set(spec.search_seeds)

@@ -24,7 +24,7 @@ SMOKE = {
     "task": "digits_mlp",
     "smoke": True,
     "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
-    "budget": {"trials_per_arm": 2, "epochs": 2},
+    "budget": {"searches": 1, "trials_per_search": 2, "epochs": 2},
     "seeds": [1, 2],
 }
 
@@ -45,8 +45,10 @@ def test_open_mode_without_keys_accepts_requests_and_says_so(server):
     study = created.json()
     assert study["status"] == "queued" and study["owner"] == "local" and study["trials_total"] == 8
     assert [a["total"] for a in study["progress"]] == [4, 4]
-    (warning,) = study["warnings"]  # two seeds can never call an arm better: said up front
-    assert warning.startswith("seeds: with 2 seeds") and "at least 6 seeds" in warning
+    # one search per arm compares configs, and two seeds can never call one better: said up front
+    configs, seeds = study["warnings"]
+    assert configs.startswith("budget.searches: one search per arm")
+    assert seeds.startswith("seeds: with 2 seeds") and "at least 6 seeds" in seeds
 
 
 @pytest.mark.parametrize(
@@ -55,7 +57,7 @@ def test_open_mode_without_keys_accepts_requests_and_says_so(server):
         ({"arms": [{"optimizer": "adamx"}]}, ["body", "arms", "0", "optimizer"], "known: adam"),
         ({"task": "mnist"}, ["body", "task"], "known: ackley"),
         ({"seeds": []}, ["body", "seeds"], "at least 1"),
-        ({"seeds": [0, 1]}, ["body", "seeds"], "search never saw"),
+        ({"seeds": [1, 1]}, ["body", "seeds"], "distinct"),
         (
             {"arms": [{"optimizer": "sgd", "fixed": {"lr": -1}}]},
             ["body", "arms", "0", "fixed", "lr"],
@@ -149,7 +151,7 @@ def test_trials_come_a_page_at_a_time_with_the_total_and_the_full_error(server):
 def test_timestamps_carry_their_utc_offset(server):
     with server.client() as client:
         study = client.post("/studies", json=SMOKE).json()
-    assert study["created_at"].endswith("Z") and study["spec_schema_version"] == 2
+    assert study["created_at"].endswith("Z") and study["spec_schema_version"] == 3
 
 
 def test_missing_studies_and_trials_are_404(server):
@@ -390,7 +392,7 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
         assert replayed.count("epoch ") == 2 and "stored" in replayed
 
         # Answer the power warning: one more seed; only its two re-runs are new.
-        bad = client.post(f"/studies/{study['id']}/extend", json={"seeds": [0]})
+        bad = client.post(f"/studies/{study['id']}/extend", json={"seeds": [1]})  # ran already
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "seeds"
         extended = client.post(f"/studies/{study['id']}/extend", json={"seeds": [3]})
         assert extended.status_code == 200 and extended.json()["status"] == "queued"
@@ -414,7 +416,7 @@ def test_submitted_study_runs_to_a_verdict_and_exports(worker_server):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_cancel_running_study_stops_trials(worker_server):
-    long = {**SMOKE, "budget": {"trials_per_arm": 20, "epochs": 500}}
+    long = {**SMOKE, "budget": {"searches": 1, "trials_per_search": 20, "epochs": 500}}
     with worker_server.client() as client:
         study = client.post("/studies", json=long).json()
         _wait(client, study["id"], lambda s: s["status"] == "running")

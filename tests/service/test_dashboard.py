@@ -24,7 +24,9 @@ from tests.synthetic_study import ARMS, write_finished_study
 
 CHROMIUM = os.environ.get("MEMTUNE_CHROMIUM") or shutil.which("chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
-TRIALS_PER_ARM, EPOCHS = 12, 8
+SEARCHES, TRIALS_PER_SEARCH, EPOCHS = 6, 4, 8
+TRIALS_PER_ARM = SEARCHES * TRIALS_PER_SEARCH
+SEED_RUNS = SEARCHES * 2  # each search's config on the study's two seeds
 ADMIN = services.Caller(owner_id=None, owner="admin")
 
 
@@ -34,7 +36,14 @@ def finished_store(tmp_path_factory) -> tuple[str, list[int]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'finished.db'}"
     db = Database(url)
     ids = [
-        write_finished_study(db, trials_per_arm=TRIALS_PER_ARM, epochs=EPOCHS, name=name, seed=i)
+        write_finished_study(
+            db,
+            searches=SEARCHES,
+            trials_per_search=TRIALS_PER_SEARCH,
+            epochs=EPOCHS,
+            name=name,
+            seed=i,
+        )
         for i, name in enumerate(["first", "second"])
     ]
     return url, ids
@@ -54,7 +63,7 @@ def test_curves_are_the_mean_and_interval_of_the_seed_runs(finished_store):
         history = repository.metrics_of([t.id for t in seeds])
         at_epoch_3 = [history[t.id][2].values["val_accuracy"] for t in seeds]
     arm = next(a for a in curves.arms if a.arm == "am_sgd")
-    assert arm.seed_runs == len(seeds) == 7 and arm.epochs == list(range(1, EPOCHS + 1))
+    assert arm.seed_runs == len(seeds) == SEED_RUNS and arm.epochs == list(range(1, EPOCHS + 1))
     assert arm.mean[2] == pytest.approx(statistics.fmean(at_epoch_3))
     assert arm.ci_low[2] < arm.mean[2] < arm.ci_high[2]
     assert len(arm.search) == TRIALS_PER_ARM and [p.number for p in arm.search] == list(
@@ -159,6 +168,28 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     ]
     labels = page.locator("#verdict-table tbody td[class^=label-]").all_inner_texts()
     assert labels == [c["outcome"] for c in verdict["comparisons"]]
+    assert page.inner_text("#budget").startswith("Budget: 6 independent searches of 4 trials")
+    statements = page.locator("#statements li").all_inner_texts()
+    assert statements and all("4-trial searches" in s for s in statements)
+
+    # every search's score, beside its arm's interval: the points the verdict's test reads
+    scores = _traces(page, "scores")
+    points = {t["name"]: t["n"] for t in scores if t["meta"] == "search"}
+    diverged = {t["name"].split()[0]: t["n"] for t in scores if t["meta"] == "diverged"}
+    for arm in verdict["arms"]:
+        finite = [s for s in arm["searches"] if s["score"] not in ("-inf", None)]
+        name = f"{arm['arm']} (baseline)" if arm["baseline"] else arm["arm"]
+        assert points[name] == len(finite)
+        assert points[name] + diverged.get(arm["arm"], 0) == SEARCHES
+    xs = page.evaluate(
+        "document.getElementById('scores').data.filter(t => t.meta === 'search').map(t => t.x)"
+    )
+    expected = [
+        sorted(float(s["score"]) for s in a["searches"] if s["score"] not in ("-inf", None))
+        for a in reversed(verdict["arms"])  # drawn bottom-up: the baseline on top
+    ]
+    assert [sorted(x) for x in xs] == [pytest.approx(e) for e in expected]
+    assert sum(t["meta"] == "interval" for t in scores) == len(ARMS)
 
     curves = _traces(page, "curves")
     means = [t for t in curves if t["meta"] == "mean"]
@@ -194,18 +225,17 @@ def test_study_page_shows_the_verdict_and_plots_the_right_data(served, page):
     memory = _traces(page, "memory")
     assert [t["name"] for t in memory] == ["am_sgd: mean beta", "adam_cm: final vs buffer size C"]
 
-    total = len(ARMS) * (TRIALS_PER_ARM + 7)  # more than a page: the table pages
+    total = len(ARMS) * (TRIALS_PER_ARM + SEED_RUNS)  # more than a page: the table pages
     assert page.locator("#trials tr").count() == 50
     assert page.inner_text("#trials-shown") == f"trials 1–50 of {total}"
     assert page.locator("#trials-prev").is_disabled()
     assert reads == ["limit=50"]  # the first look read the one page it shows
     page.click("#trials-next")  # reads every trial now
     shown = "document.getElementById('trials-shown').textContent"
-    page.wait_for_function(f"{shown} === 'trials 51–{total} of {total}'")
-    assert (
-        page.locator("#trials tr").count() == total - 50
-        and page.locator("#trials-next").is_disabled()
-    )
+    last = min(100, total)
+    page.wait_for_function(f"{shown} === 'trials 51–{last} of {total}'")
+    assert page.locator("#trials tr").count() == last - 50
+    assert page.locator("#trials-next").is_disabled() == (total <= 100)
     page.click("th.sortable[data-key=final_metric]")  # a sort goes back to its first page
     page.wait_for_function(f"{shown} === 'trials 1–50 of {total}'")
     finals = page.locator("#trials tr td:nth-child(6)").all_inner_texts()
@@ -265,8 +295,21 @@ def test_compare_page_plots_every_arm_of_every_study_and_the_profile(served, pag
     curves = _traces(page, "compare-curves")
     assert len(curves) == len(ARMS) * 2 and all(t["n"] == EPOCHS for t in curves)
     profile = _traces(page, "profile")
-    assert sorted(t["name"] for t in profile) == sorted(a["optimizer"] for a in ARMS)
+    assert [t["name"] for t in profile] == [a["optimizer"] for a in ARMS]  # arm labels
     assert page.locator("#ratios tbody tr").count() == len(ARMS)
+    layout_range = page.evaluate("document.getElementById('profile').layout.xaxis.range")
+    assert layout_range == [1, 4]  # tau from 1 to 4
+    # each study's ratios are over the profiled arms: its fastest has 1
+    for study_id in ids:
+        verdict = server.client().get(f"/studies/{study_id}/verdict").json()
+        times = [a["time_to_target_s"] for a in verdict["arms"]]
+        column = page.locator(f"#ratios thead th:has-text('#{study_id} ')")
+        assert column.count() == 1
+        finite = [t for t in times if t is not None]
+        if finite:
+            row = page.locator("#ratios tbody tr").nth(times.index(min(finite)))
+            index = ids.index(study_id) + 2  # the arm's name, then one cell per study
+            assert row.locator(f"td:nth-child({index})").inner_text() == "1"
     assert page.console_errors == []
 
 
@@ -274,7 +317,7 @@ def test_compare_page_plots_every_arm_of_every_study_and_the_profile(served, pag
 def test_a_running_study_updates_without_a_reload(finished_store, page, tmp_path):
     url = f"sqlite:///{tmp_path / 'live.db'}"
     db = Database(url)
-    study_id = write_finished_study(db, trials_per_arm=3, epochs=3)
+    study_id = write_finished_study(db, searches=2, trials_per_search=3, epochs=3)
     with db.session() as session:
         study = Repository(session).find_study(study_id, None)
         study.status, study.verdict = StudyStatus.RUNNING, None

@@ -46,7 +46,7 @@ def _spec(name: str, trials: int = 2, epochs: int = 2, **extra) -> StudySpec:
             "task": "digits_mlp",
             "smoke": True,
             "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
-            "budget": {"trials_per_arm": trials, "epochs": epochs},
+            "budget": {"searches": 1, "trials_per_search": trials, "epochs": epochs},
             "seeds": [1, 2],
             **extra,
         }

@@ -74,7 +74,7 @@ def _store_with_a_diverged_study(db: Database) -> tuple[int, int]:
             task="digits_mlp",
             metric="val_accuracy",
             mode="max",
-            arms=[ArmVerdict("am_sgd", "am_sgd", False, None, mean=-math.inf)],
+            arms=[ArmVerdict("am_sgd", "am_sgd", False, mean=-math.inf)],
             comparisons=[],
         ).to_dict()
         return study.id, trials["am_sgd"]

@@ -112,7 +112,7 @@ def test_every_endpoint_answers_for_a_study_stored_before_schema_two(database_ur
     trial = client.get("/trials/1").json()
     assert trial["history"][0]["values"]["train_loss"] == "nan" and trial["traceback"] is None
     verdict = client.get("/studies/1/verdict").json()
-    assert verdict["schema_version"] == 1 and verdict["comparisons"][0]["mean_difference"] == "-inf"
+    assert verdict["schema_version"] == 1 and verdict["comparisons"][0]["difference"] == "-inf"
     assert "undetermined" in verdict["comparisons"][0]["reason"]
     for format in ("json", "csv"):
         assert client.get("/studies/1/export", params={"format": format}).status_code == 200

@@ -36,9 +36,61 @@ def test_the_gpu_check_study_asks_half_a_gpu_per_trial():
     assert spec.resources.gpu == 0.5 and spec.baseline_arm.optimizer == "adamw"
 
 
-def test_total_trials_counts_search_and_seed_runs_of_every_arm():
-    spec = parse_spec(_spec(budget={"trials_per_arm": 3}, seeds=[5, 6]))
-    assert spec.total_trials == 10  # 2 arms x (3 searched + 2 seed re-runs)
+def test_total_trials_counts_search_and_seed_runs_of_every_search():
+    spec = parse_spec(_spec(budget={"trials_per_search": 3, "searches": 4}, seeds=[5, 6]))
+    assert spec.total_trials == 40  # 2 arms x 4 searches x (3 searched + 2 seed re-runs)
+
+
+def test_the_defaults_are_six_searches_of_three_trials_each_re_run_on_two_seeds():
+    spec = parse_spec(_spec())
+    assert (spec.searches_per_arm, spec.budget.trials_per_search, spec.seeds) == (6, 3, [1, 2])
+    assert spec.total_trials == 2 * 6 * (3 + 2) and not spec.warnings
+    many = parse_spec(_spec(arms=[{"optimizer": "sgd", "baseline": True}] + [
+        {"optimizer": "adam", "name": f"adam{i}"} for i in range(24)]))  # fmt: skip
+    assert many.searches_per_arm == 7  # Holm over 24 comparisons needs a seventh search
+
+
+def test_the_old_budget_names_still_read():
+    spec = parse_spec(_spec(budget={"trials_per_arm": 8, "repeats": 1}))
+    assert spec.budget.trials_per_search == 8 and spec.searches_per_arm == 1
+
+
+def test_every_search_has_its_own_seed_stable_under_extension():
+    spec = parse_spec(_spec())
+    seeds = {s.seed for arm in spec.arms for s in spec.searches(arm)}
+    assert len(seeds) == 12 and min(seeds) >= 1_000_000  # far from the re-run seeds
+    assert all(s.sampler_seed == s.seed for s in spec.searches(spec.arms[0]))
+    grown = parse_spec(
+        _spec(arms=[*_spec()["arms"], {"optimizer": "adam"}], budget={"searches": 8})
+    )
+    assert grown.searches(grown.arms[1])[:6] == spec.searches(spec.arms[1])
+    other = parse_spec(_spec(search_seed=1))
+    assert not seeds & {s.seed for arm in other.arms for s in other.searches(arm)}
+
+
+def test_two_arms_of_one_optimizer_search_with_different_seeds():
+    spec = parse_spec(_spec(arms=[
+        {"optimizer": "adamw", "name": "first", "baseline": True},
+        {"optimizer": "adamw", "name": "second"}]))  # fmt: skip
+    first, second = (spec.searches(arm) for arm in spec.arms)
+    assert not {s.seed for s in first} & {s.seed for s in second}
+
+
+def test_a_spec_of_schema_two_keeps_its_search_seeds():
+    """Stored before each search had its own seed: search r of every arm trained on
+    search_seed + r, so a resumed old study runs what it ran."""
+    spec = parse_spec(_spec(schema_version=2, budget={"repeats": 2}, search_seed=5))
+    (a0, a1), (b0, b1) = (spec.searches(arm) for arm in spec.arms)
+    assert (a0.seed, a1.seed, b0.seed) == (5, 6, 5) and b1.sampler_seed == 6001
+    assert spec.seeds[0] == 7
+
+
+def test_searches_set_aside_keep_their_seeds_and_are_counted_in_the_plan():
+    spec = parse_spec(_spec(arms=[{"optimizer": "sgd", "baseline": True},
+                                  {"optimizer": "am_sgd", "set_aside": 6}]))  # fmt: skip
+    searches = spec.searches(spec.arms[1])
+    assert len(searches) == 12 and [s.set_aside for s in searches] == [True] * 6 + [False] * 6
+    assert spec.total_trials == 18 * 5
 
 
 def test_defaults_come_from_the_task():
@@ -55,7 +107,12 @@ def test_defaults_come_from_the_task():
         ({"arms": []}, "arms", "at least 1"),
         ({"seeds": []}, "seeds", "at least 1"),
         ({"seeds": [1, 1]}, "seeds", "distinct"),
-        ({"budget": {"trials_per_arm": 0}}, "budget.trials_per_arm", "greater than or equal to 1"),
+        (
+            {"budget": {"trials_per_search": 0}},
+            "budget.trials_per_search",
+            "greater than or equal to 1",
+        ),
+        ({"budget": {"searches": 0}}, "budget.searches", "greater than or equal to 1"),
         ({"resources": {"gpu": -1}}, "resources.gpu", "greater than or equal to 0"),
         ({"scheduler": "hyperband"}, "scheduler", "'fifo' or 'asha'"),
         ({"metric": "bleu"}, "metric", "digits_mlp reports"),
@@ -137,27 +194,58 @@ def test_range_override_narrows_the_searched_range():
     assert (lr.low, lr.high, lr.log) == (0.1, 0.5, True)
 
 
-def test_default_seeds_can_reach_significance_and_never_include_the_search_seed():
-    one = parse_spec(_spec())
-    assert one.seeds == [1, 2, 3, 4, 5, 6] and one.search_seeds == [0]
+def test_with_one_search_the_default_seeds_can_reach_significance_over_seeds():
+    one = parse_spec(_spec(budget={"searches": 1}))
+    assert one.seeds == [1, 2, 3, 4, 5, 6]
     three = parse_spec(
-        _spec(arms=[*_spec()["arms"], {"optimizer": "adam"}, {"optimizer": "adamw"}])
+        _spec(
+            arms=[*_spec()["arms"], {"optimizer": "adam"}, {"optimizer": "adamw"}],
+            budget={"searches": 1},
+        )
     )
-    assert len(three.seeds) == 7 and not three.warnings
-    repeated = parse_spec(_spec(search_seed=5, budget={"repeats": 3}))
-    assert repeated.search_seeds == [5, 6, 7] and repeated.seeds[0] == 8
+    assert len(three.seeds) == 7
+    assert three.warnings == [w for w in three.warnings if w.startswith("budget.searches: one")]
 
 
-def test_seeds_shared_with_the_search_are_refused_naming_seeds():
+def test_seeds_shared_with_a_search_are_refused_naming_seeds():
+    spec = parse_spec(_spec())
+    taken = spec.searches(spec.arms[1])[2].seed
     with pytest.raises(SpecError) as error:
-        parse_spec(_spec(seeds=[0, 1, 2, 3, 4, 5, 6]))
-    assert error.value.field == "seeds" and "never saw" in error.value.message
+        parse_spec(_spec(seeds=[1, taken]))
+    assert error.value.field == "seeds" and "no search trained with" in error.value.message
 
 
-def test_too_few_seeds_are_accepted_with_a_power_warning():
-    spec = parse_spec(_spec(seeds=[1, 2, 3]))
+def test_one_search_per_arm_is_accepted_with_a_warning_that_it_compares_configs():
+    spec = parse_spec(_spec(budget={"searches": 1}, seeds=[1, 2, 3]))
+    configs, seeds = spec.warnings
+    assert (
+        configs.startswith("budget.searches: one search per arm") and "config vs config" in configs
+    )
+    assert seeds.startswith("seeds:") and "at least 6 seeds" in seeds
+
+
+def test_too_few_searches_are_accepted_with_a_power_warning():
+    spec = parse_spec(_spec(budget={"searches": 3}))
     (warning,) = spec.warnings
-    assert warning.startswith("seeds:") and "at least 6 seeds" in warning
+    assert warning.startswith("budget.searches: with 3 searches") and "at least 4" in warning
+
+
+def test_a_range_override_keeps_the_edges_it_does_not_move():
+    spec = parse_spec(
+        _spec(
+            arms=[
+                {
+                    "optimizer": "sgd",
+                    "baseline": True,
+                    "space": {"momentum": {"high": 0.9}, "lr": {"low": 0.01}},
+                }
+            ]
+        )
+    )
+    params = {p.name: p for p in spec.searched(spec.arms[0])}
+    assert params["momentum"].edges == ("hard", "soft")  # 0 is a limit, 0.9 a choice
+    assert params["lr"].edges == ("soft", "soft")
+    assert params["warmup_fraction"].edges == ("hard", "soft")
 
 
 def test_headline_is_the_test_twin_of_the_selection_metric():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from memtune.studies import stats
@@ -89,3 +90,67 @@ def test_expected_best_of_n_trials_follows_dodge_et_al():
 def test_time_to_target_is_the_first_epoch_that_reaches_it(mode, target, expected):
     curve = [(1.0, 0.8), (2.0, 0.92), (3.0, 0.25), (4.0, 0.95)]
     assert stats.time_to_target(curve, target, mode)[0] == expected
+
+
+def test_rank_sum_p_is_scipys_exact_mann_whitney_without_ties():
+    from scipy import stats as scipy_stats
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.normal(size=6), rng.normal(size=5)
+        expected = scipy_stats.mannwhitneyu(a, b, method="exact").pvalue
+        assert stats.rank_sum_p(a, b) == pytest.approx(expected, abs=1e-12)
+    # every score of one arm above every score of the other: 2 / C(12, 6)
+    assert stats.rank_sum_p(range(6, 12), range(6)) == pytest.approx(2 / 924)
+
+
+def test_rank_sum_p_with_ties_is_scipys_exact_permutation_test_of_the_rank_sum():
+    from scipy import stats as scipy_stats
+
+    def rank_sum(x, y, axis):
+        ranks = scipy_stats.rankdata(np.concatenate([x, y], axis=axis), axis=axis)
+        return np.sum(ranks[..., : x.shape[axis]], axis=axis)
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a, b = np.round(rng.normal(size=5)), np.round(rng.normal(size=6))
+        expected = scipy_stats.permutation_test(
+            (a, b), rank_sum, permutation_type="independent", vectorized=True, n_resamples=np.inf
+        ).pvalue
+        assert stats.rank_sum_p(a, b) == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_diverged_search_ranks_below_every_finite_score_and_ties_with_its_like():
+    finite = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    with_diverged = [-math.inf, *finite[1:]]
+    # a diverged search is the lowest rank, exactly as the lowest finite score would be
+    assert stats.rank_sum_p(with_diverged, [1.1, 1.2, 1.3, 1.4, 1.5, 1.6]) == pytest.approx(2 / 924)
+    assert stats.rank_sum_direction(with_diverged, [2.0] * 6) == -1
+    # both arms diverged everywhere: nothing to tell apart
+    assert stats.rank_sum_p([-math.inf] * 6, [-math.inf] * 6) == 1.0
+
+
+def test_hodges_lehmann_interval_is_the_set_the_rank_sum_test_does_not_reject():
+    a, b = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [7.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+    shift = stats.hodges_lehmann(a, b)
+    assert shift.estimate == -6.0  # the median of the 36 differences
+    # C(12, 6) = 924 orderings; P(U <= 5) = 19 / 924 is the largest tail within 2.5%: the
+    # interval runs from the 6th to the 31st of the sorted differences
+    assert (shift.low, shift.high) == (-9.0, -3.0)
+    assert shift.confidence == pytest.approx(1 - 2 * 19 / 924)
+    # the test rejects a shift d exactly when d lies outside the interval
+    for d in (-9.01, -8.99, -3.01, -2.99):
+        p = stats.rank_sum_p([x - d for x in a], b)
+        assert (p < 0.05) == (not shift.low < d < shift.high)
+
+
+def test_hodges_lehmann_is_undefined_for_too_few_searches():
+    shift = stats.hodges_lehmann([1.0, 2.0], [3.0])  # 3 orderings: no 95% interval exists
+    assert shift.estimate == -1.5 and shift.low is None and shift.high is None
+
+
+def test_min_attainable_rank_sum_p_and_the_searches_it_takes():
+    assert stats.min_attainable_rank_sum_p(4, 1) == pytest.approx(2 / 70)
+    assert stats.min_attainable_rank_sum_p(6, 5) == pytest.approx(5 * 2 / 924)
+    assert stats.min_attainable_rank_sum_p(5, 1, baseline=6) == pytest.approx(2 / 462)
+    assert [stats.searches_for_power(k) for k in (1, 2, 6, 7, 23, 24)] == [4, 5, 5, 6, 6, 7]

@@ -6,7 +6,6 @@ One Ray for the module (starting one costs about 5 s); studies at smoke size.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 
@@ -37,7 +36,7 @@ def _spec(**changes):
         "task": "digits_mlp",
         "smoke": True,
         "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
-        "budget": {"trials_per_arm": 2, "epochs": 2},
+        "budget": {"searches": 1, "trials_per_search": 2, "epochs": 2},
         "seeds": [1, 2],
     }
     return parse_spec({**base, **changes})
@@ -73,20 +72,25 @@ def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path, monke
     )
     arms = {a.arm: a for a in verdict.arms}
     assert set(arms["am_sgd"].seed_values) == {1, 2}
-    assert set(arms["am_sgd"].best_config) == {"lr", "lam", "warmup_fraction"}
+    assert set(arms["am_sgd"].searches[0].config) == {"lr", "lam", "warmup_fraction"}
     # The search never sees the test split; each seed re-run reports it once, at its end.
     search = [r for r in runner.records.values() if r.phase == "search"]
     assert all(not k.startswith("test_") for r in search for e in r.epochs for k in e.metrics)
     seeded = [r for r in runner.records.values() if r.phase == "seed"]
     assert all("test_accuracy" in r.epochs[-1].metrics for r in seeded)
     assert all("test_accuracy" not in r.epochs[0].metrics for r in seeded)
-    assert {r.seed for r in search} == {0} and {r.seed for r in seeded} == {1, 2}
+    spec = runner.spec  # each arm's one search trains on its own seed, never a re-run seed
+    assert {(r.arm, r.seed) for r in search} == {
+        (arm.label, s.seed) for arm in spec.arms for s in spec.searches(arm)
+    }
+    assert {r.seed for r in seeded} == {1, 2}
     assert verdict.headline_metric == "test_accuracy"
     assert arms["sgd"].step_impl == "fused"
     assert arms["am_sgd"].step_impl == "compiled"  # the CPU kernels, at any size
     (comparison,) = verdict.comparisons
     assert comparison.pairs == 2 and comparison.baseline == "sgd"
     assert comparison.outcome == "underpowered"  # two seeds can never reach p < 0.05
+    assert comparison.scope == "config"  # one search per arm: configs, not optimizers
     document = json.loads((tmp_path / "study.json").read_text())
     assert document["status"] == "completed" and len(document["trials"]) == 8
     assert document["verdict"]["arms"][0]["arm"] == "sgd"
@@ -107,9 +111,9 @@ def test_diverging_arm_ends_as_diverged_and_the_study_completes():
     diverged = [r for r in runner.records.values() if r.arm == "absurd"]
     assert diverged and all(r.state == "diverged" for r in diverged)
     arms = {a.arm: a for a in verdict.arms}
-    assert arms["absurd"].search_diverged == 2 and arms["absurd"].best_config is None
+    assert arms["absurd"].search_diverged == 2 and arms["absurd"].searches[0].config is None
     (comparison,) = verdict.comparisons
-    assert comparison.outcome == "worse" and "diverging" in comparison.reason
+    assert comparison.outcome == "config worse" and "diverg" in comparison.reason
     assert arms["sgd"].mean is not None  # the other arm finished its seeds
 
 
@@ -117,7 +121,7 @@ def test_checkpointed_trial_resumes_at_the_next_epoch(tmp_path):
     marker = tmp_path / "attempts.log"
     spec = _spec(
         arms=[{"optimizer": "sgd", "fixed": {"lr": 0.05, "momentum": 0.9}}],
-        budget={"trials_per_arm": 1, "epochs": 4},
+        budget={"searches": 1, "trials_per_search": 1, "epochs": 4},
         seeds=[1],
     )
     runner = StudyRunner(
@@ -136,7 +140,11 @@ def test_trial_workers_start_without_tunes_lightning_runtime_env(tmp_path):
     from ray.tune.execution import class_cache
 
     log = tmp_path / "environment.log"
-    spec = _spec(arms=[{"optimizer": "sgd"}], budget={"trials_per_arm": 1, "epochs": 1}, seeds=[1])
+    spec = _spec(
+        arms=[{"optimizer": "sgd"}],
+        budget={"searches": 1, "trials_per_search": 1, "epochs": 1},
+        seeds=[1],
+    )
     StudyRunner(spec, trainable=tune.with_parameters(log_environment, log=str(log))).run()
     assert log.read_text().split() == ["unset", "unset"]  # the search trial and the seed run
     assert class_cache.DEFAULT_ENV_VARS == {"PL_DISABLE_FORK": "1"}  # Tune's own, restored
@@ -156,7 +164,7 @@ def test_short_epochs_are_reported_together_but_asha_sees_its_milestones_and_eac
     log = tmp_path / "reports.log"
     spec = _spec(
         arms=[{"optimizer": "sgd", "fixed": {"lr": 0.05, "momentum": 0.9}}],
-        budget={"trials_per_arm": 1, "epochs": 6},
+        budget={"searches": 1, "trials_per_search": 1, "epochs": 6},
         seeds=[1],
         scheduler="asha",  # milestones at epochs 1 and 4 for 6 epochs
     )
@@ -190,7 +198,9 @@ def test_cancel_stops_the_running_trials():
     # Smoke epochs take about a millisecond and a report waits up to REPORT_EVERY_S (2 s), so
     # the trials are given far more epochs than fit in the time the cancel takes to arrive.
     sink = _CancelAfterFirstResult()
-    runner = StudyRunner(_spec(budget={"trials_per_arm": 4, "epochs": 20_000}), sink)
+    runner = StudyRunner(
+        _spec(budget={"searches": 1, "trials_per_search": 4, "epochs": 20_000}), sink
+    )
     with pytest.raises(StudyCancelled):
         runner.run()
     epochs = [len(r.epochs) for r in runner.records.values()]
@@ -223,9 +233,10 @@ def test_extended_study_reruns_only_what_is_new_and_recomputes_the_verdict():
     new = [r for r in second.records.values() if r.trial_id not in first.records]
     ran = sorted((r.arm, r.phase, r.seed) for r in new)
     print(f"extension ran {len(new)} new trials, kept {len(kept)}")
+    (adam_search,) = extended_spec.searches(extended_spec.arms[2])
     assert ran == sorted(
         [("sgd", "seed", 2), ("am_sgd", "seed", 2)]
-        + [("adam", "search", 0)] * 2
+        + [("adam", "search", adam_search.seed)] * 2
         + [("adam", "seed", 1), ("adam", "seed", 2)]
     )
     # the old arms' seed 2 re-runs the config their search chose the first time
@@ -237,19 +248,26 @@ def test_extended_study_reruns_only_what_is_new_and_recomputes_the_verdict():
     assert [c.pairs for c in verdict.comparisons] == [2, 2]
 
 
-def test_repeated_searches_use_their_own_search_seeds_and_report_the_spread():
+def test_each_search_trains_on_its_own_seed_and_gets_its_own_score():
     spec = _spec(
-        arms=[{"optimizer": "sgd"}],
-        budget={"trials_per_arm": 1, "epochs": 1, "repeats": 2},
+        arms=[{"optimizer": "sgd", "baseline": True}, {"optimizer": "sgd", "name": "twin"}],
+        budget={"searches": 2, "trials_per_search": 1, "epochs": 1},
         seeds=[2],
     )
     runner = StudyRunner(spec)
     verdict = runner.run()
-    search = sorted((r.repeat, r.seed) for r in runner.records.values() if r.phase == "search")
-    seeded = sorted((r.repeat, r.seed) for r in runner.records.values() if r.phase == "seed")
-    assert search == [(0, 0), (1, 1)] and seeded == [(0, 2), (1, 2)]
-    (arm,) = verdict.arms
-    assert len(arm.repeat_means) == 2 and all(m is not None for m in arm.repeat_means)
+    search = sorted(
+        (r.arm, r.repeat, r.seed) for r in runner.records.values() if r.phase == "search"
+    )
+    seeded = sorted((r.arm, r.repeat, r.seed) for r in runner.records.values() if r.phase == "seed")
+    planned = sorted((arm.label, s.index, s.seed) for arm in spec.arms for s in spec.searches(arm))
+    assert search == planned and len({seed for _, _, seed in search}) == 4
+    assert seeded == sorted((arm, index, 2) for arm, index, _ in planned)
+    for arm in verdict.arms:
+        assert [s.index for s in arm.searches] == [0, 1] and len(arm.scores) == 2
+    (comparison,) = verdict.comparisons
+    assert comparison.scope == "optimizer" and comparison.searches == 2
+    assert comparison.outcome == "underpowered"  # 2 against 2 searches: p >= 1/3
 
 
 def test_the_demo_study_end_to_end_reports_test_metrics_on_fresh_seeds_by_the_rules():
@@ -258,20 +276,24 @@ def test_the_demo_study_end_to_end_reports_test_metrics_on_fresh_seeds_by_the_ru
     verdict = runner.run()
     search_seeds = {r.seed for r in runner.records.values() if r.phase == "search"}
     seed_seeds = {r.seed for r in runner.records.values() if r.phase == "seed"}
-    assert search_seeds == {0} and seed_seeds == set(spec.seeds) and len(spec.seeds) == 8
+    assert search_seeds == set(spec.search_seeds) and not search_seeds & seed_seeds
+    assert seed_seeds == set(spec.seeds) and verdict.scope == "optimizer"
     assert verdict.headline_metric == "test_accuracy"
     assert len(verdict.comparisons) == len(spec.arms) - 1
+    baseline = verdict.arms[0]
     for comparison in verdict.comparisons:
         arm = next(a for a in verdict.arms if a.arm == comparison.arm)
-        raw = [arm.seed_values[s] - verdict.arms[0].seed_values[s] for s in sorted(seed_seeds)]
-        differences = [0.0 if math.isnan(d) else d for d in raw]  # both diverged: a tie
+        assert len(arm.scores) == spec.searches_per_arm
+        shift = stats.hodges_lehmann(arm.scores, baseline.scores)
         expected, _ = decide(
             mode="max",
             p_adjusted=comparison.p_adjusted,
-            direction=stats.signed_rank_direction(differences),
-            interval=stats.mean_interval([d for d in differences if math.isfinite(d)]),
+            direction=stats.rank_sum_direction(arm.scores, baseline.scores),
+            interval=(shift.low, shift.high),
             min_p=comparison.min_attainable_p,
         )
+        if arm.edge_note or baseline.edge_note:
+            expected = "inconclusive"
         assert comparison.outcome == expected, comparison
         print(f"demo: {comparison.arm} {comparison.outcome} (Holm p {comparison.p_adjusted:.3g})")
 

@@ -40,7 +40,7 @@ SPEC_EXAMPLE = {
     "name": "demo",
     "task": "digits_mlp",
     "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
-    "budget": {"trials_per_arm": 4, "epochs": 3},
+    "budget": {"searches": 6, "trials_per_search": 3, "epochs": 3},
 }
 # Ids are 32-bit in the store: larger ones are answered 422 by validation, not by the database.
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
@@ -184,15 +184,15 @@ def extend_study(
     study_id: Id,
     extension: StudyExtension,
 ) -> StudyPublic:
-    """Queues a completed study again with more seeds and/or arms; what ran is reused and the
-    verdict is recomputed (422 names a bad field, 409 unless the study completed)."""
+    """Queues a completed study again with more seeds, arms, searches per arm, or wider ranges
+    for an arm (its earlier searches are then set aside); what ran is reused and the verdict is
+    recomputed (422 names a bad field, 409 unless the study completed)."""
     cache.clear()
     return services.extend_study(
         db,
         caller=caller,
         study_id=study_id,
-        seeds=extension.seeds,
-        arms=extension.arms,
+        extension=extension,
         inventory_max_age_s=settings.inventory_max_age_s,
         max_active=settings.max_active_studies,
     )

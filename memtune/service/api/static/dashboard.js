@@ -16,6 +16,8 @@ const LAYOUT = {
   yaxis: { gridcolor: "#eceef1", zeroline: false },
 };
 const CONFIG = { displaylogo: false, responsive: true };
+// Small panels put their legend under the axis title, where it covers no curve.
+const LEGEND_BELOW = { legend: { orientation: "h", x: 0, y: -0.28, yanchor: "top" }, margin: { l: 58, r: 16, t: 16, b: 96 } };
 
 // ---- talking to the API ---------------------------------------------------------------------
 
@@ -112,9 +114,9 @@ const plotlyReady = new Promise((resolve, reject) => {
 function mark(name) { if (!document.body.dataset.rendered) performance.mark(`memtune: ${name}`); }
 const marked = (name) => (value) => { mark(name); return value; };
 
-function plot(id, traces, layout = {}) {
+function plot(id, traces, layout = {}, config = {}) {
   const merged = { ...LAYOUT, ...layout, xaxis: { ...LAYOUT.xaxis, ...(layout.xaxis || {}) }, yaxis: { ...LAYOUT.yaxis, ...(layout.yaxis || {}) } };
-  return Plotly.react(id, traces, merged, CONFIG);
+  return Plotly.react(id, traces, merged, { ...CONFIG, ...config });
 }
 
 async function download(path, filename) {
@@ -193,7 +195,7 @@ function specFromForm() {
     name: $("f-name").value,
     task: $("f-task").value,
     arms: [...document.querySelectorAll("input.arm:checked")].map((box) => ({ optimizer: box.value, baseline: box.value === baseline })),
-    budget: { trials_per_arm: Number($("f-trials").value), epochs: Number($("f-epochs").value) },
+    budget: { searches: Number($("f-searches").value), trials_per_search: Number($("f-trials").value), epochs: Number($("f-epochs").value) },
   };
 }
 
@@ -370,13 +372,14 @@ function drawSummary(study) {
 function drawVerdict(verdict, study) {
   const comparisons = Object.fromEntries(verdict.comparisons.map((c) => [c.arm, c]));
   const metric = verdict.headline_metric || verdict.metric;
-  const head = ["arm", `${metric} mean [95% CI]`, "Δ vs baseline [95% CI]", "p", "p (Holm)", "verdict",
+  const over = verdict.scope === "optimizer" ? "over searches" : "over seeds";
+  const head = ["arm", `${metric} mean [95% CI ${over}]`, "Δ vs baseline [95% CI]", "p", "p (Holm)", "verdict",
     "time to target (s)", "step (ms)", "state (MB)", "grad evals / step", "diverged"];
   const rows = verdict.arms.map((arm) => {
     const c = comparisons[arm.arm];
     const interval = arm.ci_low === null ? "" : ` [${fmt(arm.ci_low)}, ${fmt(arm.ci_high)}]`;
-    const difference = c ? `${fmt(c.mean_difference, 3)}${c.ci_low === null ? "" : ` [${fmt(c.ci_low, 3)}, ${fmt(c.ci_high, 3)}]`}` : "baseline";
-    const label = c ? el("td", { class: `label-${c.outcome.replaceAll(" ", "-")}`, text: c.outcome, title: c.reason || "" }) : cell("–");
+    const difference = c ? `${fmt(c.difference, 3)}${c.ci_low === null ? "" : ` [${fmt(c.ci_low, 3)}, ${fmt(c.ci_high, 3)}]`}` : "baseline";
+    const label = c ? el("td", { class: `label-${c.outcome.replaceAll(" ", "-")}`, text: c.outcome, title: [c.statement, c.reason].filter(Boolean).join("\n") }) : cell("–");
     return el("tr", { "data-arm": arm.arm },
       cell(arm.baseline ? `${arm.arm} (baseline)` : arm.arm), cell(`${fmt(arm.mean)}${interval}`), cell(difference),
       cell(c ? fmt(c.p_value, 3) : "–", "num"), cell(c ? fmt(c.p_adjusted, 3) : "–", "num"), label,
@@ -386,11 +389,49 @@ function drawVerdict(verdict, study) {
       cell(fmt(arm.gradient_evaluations_per_step, 3), "num"),
       cell(`${arm.search_diverged} search, ${arm.seeds_diverged} seeds`, "num"));
   });
-  $("verdict").replaceChildren(el("table", { id: "verdict-table" },
-    el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)),
-    el("p", { class: "muted", text: `${verdict.held_out ? "held-out test split" : "validation split"}; seeds re-run after the search; target ${fmt(verdict.target)} (${verdict.target_source || "–"})` }));
+  const statements = verdict.comparisons.map((c) => el("li", { text: c.reason ? `${c.statement} (${c.reason})` : c.statement || `${c.arm}: ${c.outcome}` }));
+  $("verdict").replaceChildren(
+    el("p", { id: "budget", text: `Budget: ${verdict.budget || "–"}. ${verdict.scope === "optimizer" ? "Each arm's interval and test are over its search scores (each point below is one search: its config's mean over the seeds)." : "One search per arm: the configs are compared over seeds, not the optimizers."}` }),
+    el("table", { id: "verdict-table" },
+      el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)),
+    el("ul", { id: "statements" }, ...statements),
+    el("p", { class: "muted", text: `${verdict.held_out ? "held-out test split" : "validation split"}; seeds ${(verdict.seeds || []).join(", ") || "–"} re-run after each search; target ${fmt(verdict.target)} (${verdict.target_source || "–"})` }),
+    el("div", { id: "scores", class: "plot small" }));
   $("rules").replaceChildren(...verdict.rules.map((rule) => el("li", { text: rule })));
   $("warnings").replaceChildren(...[...study.warnings, ...verdict.warnings].map((w) => el("li", { text: w })));
+  drawScores(verdict);
+}
+
+// Each arm's search scores as points beside its mean and interval: the evidence the verdict's
+// test reads. A search that diverged (scored the worst value) is an ✕ at the plot's left edge.
+function drawScores(verdict) {
+  const labels = verdict.arms.map((a) => a.arm);
+  const finite = verdict.arms.flatMap((a) => a.searches.map((s) => num(s.score))).filter(Number.isFinite);
+  const low = finite.length ? Math.min(...finite) : 0, high = finite.length ? Math.max(...finite) : 1;
+  const edge = low - 0.08 * Math.max(high - low, 1e-9);
+  const traces = [];
+  for (const arm of [...verdict.arms].reverse()) {
+    const color = colorOf(labels, arm.arm);
+    const counted = arm.searches.filter((s) => !s.set_aside && s.score !== null);
+    const scores = counted.map((s) => num(s.score));
+    const ok = scores.filter(Number.isFinite), bad = scores.filter((v) => !Number.isFinite(v));
+    traces.push({ x: ok, y: ok.map(() => armName(arm)), mode: "markers", type: "scatter", name: armName(arm), meta: "search",
+      marker: { color, size: 9, opacity: 0.75 }, hovertemplate: "%{x:.4g}<extra>one search</extra>" });
+    if (bad.length) traces.push({ x: bad.map(() => edge), y: bad.map(() => armName(arm)), mode: "markers", name: `${arm.arm} diverged`, meta: "diverged",
+      marker: { color: "#cf222e", symbol: "x", size: 10 }, hovertemplate: "diverged<extra></extra>" });
+    if (arm.mean !== null && arm.ci_low !== null) {
+      const mean = num(arm.mean);
+      traces.push({ x: [mean], y: [armName(arm)], mode: "markers", name: `${arm.arm} mean`, meta: "interval",
+        marker: { color: "#57606a", symbol: "line-ns-open", size: 18 },
+        error_x: { type: "data", symmetric: false, array: [num(arm.ci_high) - mean], arrayminus: [mean - num(arm.ci_low)], color: "#8c959f", thickness: 1, width: 6 },
+        hovertemplate: "mean %{x:.4g}<extra>95% interval</extra>" });
+    }
+  }
+  plot("scores", traces, {
+    title: { text: "where did each arm's searches land? (one point per search; in grey the mean and its 95% interval)", font: { size: 12 }, x: 0, xanchor: "left" },
+    showlegend: false, margin: { l: 130, r: 16, t: 34, b: 46 },
+    xaxis: { title: { text: `${verdict.headline_metric || verdict.metric}: a search's config, mean over seeds` } },
+  });
 }
 
 function drawCurves(state) {
@@ -433,10 +474,10 @@ function drawTuning(verdict) {
   const labels = verdict.arms.map((a) => a.arm);
   const traces = verdict.arms.filter((a) => a.tuning_curve.length).map((arm) => ({
     x: arm.tuning_curve.map((_, i) => i + 1), y: arm.tuning_curve.map(num), mode: "lines",
-    name: `${armName(arm)} · ${arm.n_hyperparameters} searched`,
+    name: `${armName(arm)} · ${arm.n_hyperparameters} hyperparameters`,
     line: { color: colorOf(labels, arm.arm), width: 2.5, dash: arm.baseline ? "dash" : "solid" },
   }));
-  plot("tuning", traces, { xaxis: { title: { text: "search trials" } }, yaxis: { title: { text: `expected best ${verdict.metric}` } } });
+  plot("tuning", traces, { ...LEGEND_BELOW, xaxis: { title: { text: "search trials (all of an arm's searches)" } }, yaxis: { title: { text: `expected best ${verdict.metric}` } } });
 }
 
 function drawMemory(curves) {
@@ -454,6 +495,7 @@ function drawMemory(curves) {
   }
   const both = traces.some((t) => t.xaxis === "x2") && traces.some((t) => t.xaxis !== "x2");
   plot("memory", traces, {
+    ...LEGEND_BELOW,
     grid: both ? { rows: 1, columns: 2, pattern: "independent" } : undefined,
     xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: "beta" } },
     xaxis2: { title: { text: "buffer size C" }, gridcolor: "#eceef1" }, yaxis2: { title: { text: curves.metric }, gridcolor: "#eceef1" },
@@ -494,8 +536,11 @@ function drawSearch(curves) {
       ? { label: `log10 ${k}`, values: arm.search.map((t) => Math.log10(t.config[k])) }
       : { label: k, values: arm.search.map((t) => t.config[k]) }));
     dimensions.push({ label: curves.metric, values: finals.map(value) });
-    plot(`coords-${arm.arm}`, [{ type: "parcoords", dimensions, line: { color: finals.map(value), colorscale: "Viridis", showscale: false } }],
-      { title: { text: "searched hyperparameters", font: { size: 12 } }, margin: { l: 50, r: 40, t: 60, b: 20 } });
+    // The axis labels of parallel coordinates sit above the plot, where plotly's toolbar and a
+    // centred title would cover them: a left title, the labels below it, no toolbar.
+    plot(`coords-${arm.arm}`, [{ type: "parcoords", dimensions, labelangle: 0, labelside: "top", line: { color: finals.map(value), colorscale: "Viridis", showscale: false } }],
+      { title: { text: "searched hyperparameters", font: { size: 12 }, x: 0, xanchor: "left", y: 0.98 }, margin: { l: 50, r: 40, t: 78, b: 20 } },
+      { displayModeBar: false });
   }
 }
 
@@ -594,24 +639,38 @@ function drawCompareCurves(studies) {
   plot("compare-curves", traces, { legend: { orientation: "v", x: 1.02, y: 1 }, margin: { l: 58, r: 10, t: 20, b: 46 }, xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: studies[0].curves.metric } } });
 }
 
-function drawProfile(studies) {
+// A performance profile (Dolan & Moré, 2002) over the selected studies (the workloads): per
+// arm label, the fraction of workloads it reached the target within tau x the fastest arm's
+// time. Only arms that ran in every completed study are profiled, and each study's ratios are
+// recomputed over them (an arm left out cannot be a study's fastest); a miss is infinite.
+const TAU_MAX = 4;
+
+function profileOf(studies) {
   const done = studies.filter((s) => s.verdict);
-  const ratios = {};
-  for (const s of done) for (const arm of s.verdict.arms) {
-    (ratios[arm.optimizer] = ratios[arm.optimizer] || {})[s.id] = arm.target_ratio === null ? Infinity : num(arm.target_ratio);
+  const labels = done.length ? done[0].verdict.arms.map((a) => a.arm) : [];
+  const profiled = labels.filter((label) => done.every((s) => s.verdict.arms.some((a) => a.arm === label)));
+  const left = [...new Set(done.flatMap((s) => s.verdict.arms.map((a) => a.arm)))].filter((l) => !profiled.includes(l));
+  const ratios = Object.fromEntries(profiled.map((label) => [label, {}]));
+  for (const s of done) {
+    const times = Object.fromEntries(s.verdict.arms.filter((a) => profiled.includes(a.arm))
+      .map((a) => [a.arm, a.time_to_target_s === null ? Infinity : num(a.time_to_target_s)]));
+    const fastest = Math.min(...Object.values(times));
+    for (const label of profiled) ratios[label][s.id] = Number.isFinite(fastest) && fastest > 0 ? times[label] / fastest : Infinity;
   }
-  const optimizers = Object.keys(ratios);
-  const finite = optimizers.flatMap((o) => Object.values(ratios[o])).filter(Number.isFinite);
-  const top = Math.max(2, ...finite) * 1.1;
-  const taus = Array.from({ length: 120 }, (_, i) => 1 + ((top - 1) * i) / 119);
-  plot("profile", optimizers.map((o, i) => ({
-    x: taus, y: taus.map((t) => done.filter((s) => (ratios[o][s.id] ?? Infinity) <= t).length / Math.max(done.length, 1)),
-    mode: "lines", line: { shape: "hv", width: 2.5, color: COLORS[i % COLORS.length] }, name: o,
-  })), { xaxis: { title: { text: "τ (time to target / fastest arm's)" } }, yaxis: { title: { text: "fraction of studies" }, range: [0, 1.05] } });
+  return { done, profiled, left, ratios };
+}
+
+function drawProfile(studies) {
+  const { done, profiled, left, ratios } = profileOf(studies);
+  const taus = Array.from({ length: 121 }, (_, i) => 1 + ((TAU_MAX - 1) * i) / 120);
+  plot("profile", profiled.map((label, i) => ({
+    x: taus, y: taus.map((t) => done.filter((s) => ratios[label][s.id] <= t).length / Math.max(done.length, 1)),
+    mode: "lines", line: { shape: "hv", width: 2.5, color: COLORS[i % COLORS.length] }, name: label,
+  })), { xaxis: { title: { text: "τ (time to target / the fastest profiled arm's, per study)" }, range: [1, TAU_MAX] }, yaxis: { title: { text: "fraction of studies within τ" }, range: [0, 1.05] } });
   $("ratios").replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {}, el("th", { text: "optimizer" }), ...done.map((s) => el("th", { class: "num", text: `#${s.id} ${s.study.name}` })))),
-    el("tbody", {}, ...optimizers.map((o) => el("tr", {}, cell(o), ...done.map((s) => cell(s.id in ratios[o] ? fmt(ratios[o][s.id], 3) : "–", "num")))))),
-    el("p", { class: "muted", text: "∞: the target was never reached (the verdict counts misses as never)." }));
+    el("thead", {}, el("tr", {}, el("th", { text: "arm" }), ...done.map((s) => el("th", { class: "num", text: `#${s.id} ${s.study.name} (${s.study.task})` })))),
+    el("tbody", {}, ...profiled.map((label) => el("tr", {}, cell(label), ...done.map((s) => cell(fmt(ratios[label][s.id], 3), "num")))))),
+    el("p", { class: "muted", text: `∞: the target was never reached (misses count as never).${left.length ? ` Not profiled (not in every study): ${left.join(", ")}.` : ""}` }));
 }
 
 // ---- start ----------------------------------------------------------------------------------
