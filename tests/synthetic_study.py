@@ -118,7 +118,7 @@ def write_finished_study(
                 )  # fmt: skip
                 finals.append((values[-1] if not diverged else -1.0, config))
             best = max(finals, key=lambda pair: pair[0])[1]
-            for s in spec.seeds or []:
+            for s in search.rerun_seeds:
                 values, diverged = _curve(label, best["lr"], epochs, rng)
                 records.append(
                     _record(label, Phase.SEED, s, best, values, diverged, s, held_out, search.index)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from memtune.optimizers import OPTIMIZERS
 from memtune.studies import stats
 from memtune.studies.spec import StudySpec, parse_spec
 
@@ -355,15 +356,27 @@ def _claim3(b: _Builder) -> Claim:
 _SHARP_FLAT_LR = 0.05
 
 
+def _pinned(optimizer: str, lr: float, **fixed: Any) -> dict[str, Any]:
+    """Every hyperparameter the optimizer's search would sample, pinned: the claim's lr and the
+    registry's defaults (the papers' settings: Adam+CM C = 5, decay 0.7; Adam+CG C = 10, decay
+    0.7; SAM rho 0.05), so that a study's one trial per seed runs exactly what the report says
+    instead of a random draw of the rest."""
+    spec = OPTIMIZERS.get(optimizer)
+    pinned = {p.name: spec.defaults[p.name] for p in spec.space(fixed) if p.name in spec.defaults}
+    return {**pinned, **fixed, "lr": lr}
+
+
 def _fixed_arms(lr: float, references: tuple[str, ...]) -> list[dict[str, Any]]:
-    arms: list[dict[str, Any]] = [{"optimizer": "adam_cm", "baseline": True, "fixed": {"lr": lr}}]
+    arms: list[dict[str, Any]] = [
+        {"optimizer": "adam_cm", "baseline": True, "fixed": _pinned("adam_cm", lr)}
+    ]
     for reference in references:
         if reference == "sam_adam":
             arms.append(
-                {"optimizer": "sam", "name": reference, "fixed": {"base": "adam", "lr": lr}}
+                {"optimizer": "sam", "name": reference, "fixed": _pinned("sam", lr, base="adam")}
             )
         else:
-            arms.append({"optimizer": reference, "fixed": {"lr": lr}})
+            arms.append({"optimizer": reference, "fixed": _pinned(reference, lr)})
     return arms
 
 

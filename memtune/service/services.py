@@ -379,6 +379,7 @@ def _extended_spec(stored: dict[str, Any], extension: StudyExtension) -> dict[st
             **{name: o.model_dump(exclude_none=True) for name, o in overrides.items()},
         }
     spec["arms"] = [*arms, *(a.model_dump() for a in extension.arms)]
+    spec["extensions"] = spec.get("extensions", 0) + 1  # a look after a verdict: said in it
     return spec
 
 

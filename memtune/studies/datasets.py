@@ -145,3 +145,37 @@ def english_text() -> tuple[Tensor, list[str]]:
     alphabet = sorted(set(text))
     index = {char: i for i, char in enumerate(alphabet)}
     return torch.tensor([index[char] for char in text], dtype=torch.long), alphabet
+
+
+# char_lm's held-out text is drawn in blocks of this many characters (two of its default
+# sequences), spread over the whole text: see english_text_split.
+CHAR_BLOCK = 128
+
+
+def english_text_split(held_chars: int) -> tuple[Tensor, Tensor, Tensor]:
+    """char_lm's train, validation and test character ids, fixed by the split seed.
+
+    The text (pydoc topics sorted by name: reference tables beside prose) is cut into blocks of
+    CHAR_BLOCK characters, and those into k equal runs of consecutive blocks, k = held_chars /
+    CHAR_BLOCK rounded up. In each run the split seed picks one block for validation and another
+    for test; the rest train, in text order. Validation and test are thereby spread over the
+    whole text as the training blocks are (systematic sampling), so the configs selected on one
+    are reported on text of the same kind (tests/studies/test_datasets.py compares the three
+    splits' character statistics).
+    """
+    ids, _ = english_text()
+    blocks = len(ids) // CHAR_BLOCK
+    held = -(-held_chars // CHAR_BLOCK)
+    run = blocks // held
+    rng = np.random.RandomState(SPLIT_SEED)
+    val, test = [], []
+    for number in range(held):
+        first, second = rng.choice(run, size=2, replace=False)
+        val.append(number * run + int(first))
+        test.append(number * run + int(second))
+    train = sorted(set(range(blocks)) - set(val) - set(test))
+
+    def text_of(chosen: list[int]) -> Tensor:
+        return torch.cat([ids[b * CHAR_BLOCK : (b + 1) * CHAR_BLOCK] for b in chosen])
+
+    return text_of(train), text_of(val), text_of(test)

@@ -219,13 +219,10 @@ class CharLMRun(TaskRun):
 
     def __init__(self, options: CharLMOptions, seed: int, device: torch.device) -> None:
         ids, alphabet = datasets.english_text()
-        n_held = min(options.val_chars, len(ids) // 10)  # validation, then as much test
-        train_end = len(ids) - 2 * n_held
-        self.train_ids = ids[: min(train_end, options.train_chars or train_end)].to(device)
-        self.held_out = {
-            "val": ids[train_end : train_end + n_held].to(device),
-            "test": ids[train_end + n_held :].to(device),
-        }
+        n_held = min(options.val_chars, len(ids) // 10)  # of validation, and as much test
+        train, val, test = datasets.english_text_split(n_held)
+        self.train_ids = train[: options.train_chars or len(train)].to(device)
+        self.held_out = {"val": val.to(device), "test": test.to(device)}
         self.options, self.seed = options, seed
         self.model = _seeded(
             seed, lambda: _CharLSTM(len(alphabet), options.embed, options.hidden)

@@ -286,8 +286,13 @@ class Resources(_Model):
 # 2: held-out splits, fresh seeds, schedules; 3: K searches per arm, each seeded on its own
 # (before: repeat r of every arm trained on seed search_seed + r). Stored specs keep theirs.
 SPEC_SCHEMA_VERSION = 3
-# A search's own seed lies in [SEARCH_SEED_FLOOR, 2^31): far from the re-run seeds a user picks.
-SEARCH_SEED_FLOOR = 1_000_000
+# Search r of every arm re-runs its config on the study's seeds + r x RERUN_STRIDE: the same
+# seeds for the r-th search of every arm (common random numbers), other seeds for each search,
+# so that the seeds' luck varies between an arm's searches as the search's does, and enters
+# the interval instead of being fixed for the whole study. The seeds a spec names lie below the
+# stride; a search's own seed lies in [SEARCH_SEED_FLOOR, 2^31), above every re-run seed.
+RERUN_STRIDE = 100_000
+SEARCH_SEED_FLOOR = 2**30
 
 
 @dataclass(frozen=True)
@@ -299,6 +304,7 @@ class Search:
     seed: int
     sampler_seed: int
     set_aside: bool = False  # ran under an older range of the arm: not in the verdict
+    rerun_seeds: tuple[int, ...] = ()  # where its best config is re-run
 
     @property
     def key(self) -> str:
@@ -322,9 +328,10 @@ class StudySpec(_Model):
         None,
         min_length=1,
         max_length=1000,
-        description="seeds of the re-runs of every search's best config (the same for every arm "
-        "and search); never a search's seed. Default: 2 (a search's score is its config's mean "
-        "over them), counting up from search_seed + 1; with one search per arm, the fewest that "
+        description="seeds of the re-runs of each search's best config, below 100,000: search r "
+        "of every arm re-runs on these + r x 100,000 (the same seeds for the r-th search of "
+        "every arm, other seeds for each search). Default: 2 (a search's score is its config's "
+        "mean over them), from 1 + 2 x search_seed; with one search per arm, the fewest that "
         "can reach p < 0.05 after Holm in the seed-level test",
     )
     metric: str | None = Field(
@@ -338,10 +345,17 @@ class StudySpec(_Model):
     search_seed: int = Field(
         0,
         ge=0,
+        le=10_000_000,
         description="from which every search's own seed is derived (the seed its trials train "
         "with and its Optuna sampler's): give each study its own for independent studies",
     )
     smoke: bool = Field(False, description="use the task's smoke size (tests, demos)")
+    extensions: int = Field(
+        0,
+        ge=0,
+        description="how often the study was extended after a verdict (set by the service): "
+        "each look after a verdict makes its p-values optimistic",
+    )
 
     @field_validator("task")
     @classmethod
@@ -380,15 +394,34 @@ class StudySpec(_Model):
                 " (configs are selected on validation metrics; the test split is reported only)"
             )
         if self.budget.searches is None:
-            self.budget.searches = max(DEFAULT_SEARCHES, stats.searches_for_power(self.comparisons))
+            if not any(self.searched(arm) for arm in self.arms):
+                self.budget.searches = 1  # every setting pinned: there is no search to repeat
+            else:
+                self.budget.searches = max(
+                    DEFAULT_SEARCHES, stats.searches_for_power(self.comparisons)
+                )
         if self.seeds is None:
             if self.budget.searches > 1:
                 count = DEFAULT_SEEDS
             else:  # the seed-level test of config against config needs its own power
                 count = stats.seeds_for_power(self.comparisons)
-            first = (max(self.search_seeds) if self.legacy_seeding else self.search_seed) + 1
+            if self.legacy_seeding:
+                first = max(self.search_seeds) + 1
+            else:  # studies with other search seeds re-run on other seeds
+                first = 1 + count * self.search_seed
+                if first + count > RERUN_STRIDE:
+                    raise ValueError(
+                        f"seeds: the default seeds of search_seed {self.search_seed} would pass "
+                        f"{RERUN_STRIDE:,}; give seeds below it"
+                    )
             self.seeds = list(range(first, first + count))
-        shared = sorted(set(self.seeds) & set(self.search_seeds))
+        if not self.legacy_seeding and (max(self.seeds) >= RERUN_STRIDE or min(self.seeds) < 0):
+            raise ValueError(
+                f"seeds: each lies in [0, {RERUN_STRIDE:,}) (search r re-runs on them + r x "
+                f"{RERUN_STRIDE:,})"
+            )
+        reruns = {seed for arm in self.arms for s in self.searches(arm) for seed in s.rerun_seeds}
+        shared = sorted(reruns & set(self.search_seeds))
         if shared:
             raise ValueError(
                 f"seeds: {', '.join(map(str, shared))} also seed a search (search_seed "
@@ -413,6 +446,7 @@ class StudySpec(_Model):
         index) by a hash, so that the 2K searches of two arms of one optimizer are independent
         and exchangeable, and an extension (more searches or arms) leaves every existing
         search's seed as it was. The seed both trains the search's trials and seeds its TPE.
+        Search r re-runs its config on the study's seeds + r x RERUN_STRIDE.
         """
         index = [a.label for a in self.arms].index(arm.label)
         searches = []
@@ -426,8 +460,16 @@ class StudySpec(_Model):
                 ).digest()
                 span = 2**31 - SEARCH_SEED_FLOOR
                 seed = sampler_seed = SEARCH_SEED_FLOOR + int.from_bytes(digest) % span
+            offset = 0 if self.legacy_seeding else number * RERUN_STRIDE
             searches.append(
-                Search(arm.label, number, seed, sampler_seed, set_aside=number < arm.set_aside)
+                Search(
+                    arm.label,
+                    number,
+                    seed,
+                    sampler_seed,
+                    set_aside=number < arm.set_aside,
+                    rerun_seeds=tuple(s + offset for s in self.seeds or ()),
+                )
             )
         return searches
 
@@ -452,12 +494,25 @@ class StudySpec(_Model):
         """What the spec lets through but the user should know before running it."""
         notes = []
         n, k, searches = len(self.seeds or ()), self.comparisons, self.searches_per_arm
-        if k and searches == 1:
+        pinned = [arm.label for arm in self.arms if not self.searched(arm)]
+        if k and searches == 1 and len(pinned) == len(self.arms):
+            notes.append(
+                "budget.searches: nothing is searched, so the verdict compares the pinned "
+                "configs over the seeds (config vs config)"
+            )
+        elif k and searches == 1:
             notes.append(
                 "budget.searches: one search per arm, so the verdict compares the configs the "
                 "searches happened to find, not the optimizers (config vs config); use "
                 f"searches: {DEFAULT_SEARCHES} to compare optimizers"
             )
+        elif pinned:
+            notes.append(
+                f"arms: {', '.join(pinned)} search nothing, so each of their {searches} searches "
+                "re-runs the same pinned config on the same seeds; with every arm pinned, use "
+                "budget.searches: 1"
+            )
+        if k and searches == 1:
             if stats.min_attainable_p(n, k) >= stats.ALPHA:
                 notes.append(
                     f"seeds: with {n} seeds and {k} comparison(s) the smallest Holm-adjusted p "
@@ -470,6 +525,12 @@ class StudySpec(_Model):
                 f"smallest Holm-adjusted p is {stats.min_attainable_rank_sum_p(searches, k):.3g}, "
                 f"so no arm can be called better or worse (p < {stats.ALPHA}); use at least "
                 f"{stats.searches_for_power(k)} searches"
+            )
+        if self.extensions:
+            notes.append(
+                f"extensions: extended {self.extensions} time(s) after a verdict; deciding to "
+                "extend after seeing a verdict (optional stopping) lifts the chance of a false "
+                "label above 5%, so read these p-values as optimistic"
             )
         if not self.task_spec.held_out:
             notes.append(

@@ -228,7 +228,9 @@ def builtin_tasks() -> list[TaskSpec]:
             metric="val_perplexity",
             metrics={"val_loss": "min", "val_perplexity": "min"},
             smoke={"train_chars": 8192, "val_chars": 2048, "hidden": 32, "embed": 16},
-            data="~465k characters in order: train, then val_chars of validation, then val_chars of test",
+            data="~465k characters in blocks of 128; the split seed picks one validation and one "
+            "test block in each of val_chars / 128 equal runs of blocks (held-out text spread over "
+            "the whole text like the training blocks), the rest train, in text order",
         ),
         _task(
             "goldstein_price",

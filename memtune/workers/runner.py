@@ -279,7 +279,7 @@ class StudyRunner:
                     r
                     for r in mine
                     if r.phase == Phase.SEED
-                    and r.seed in (spec.seeds or ())
+                    and r.seed in search.rerun_seeds
                     and r.state in (TrialState.COMPLETED, TrialState.DIVERGED)
                 ]
                 kept += trials + seeded
@@ -417,38 +417,45 @@ class StudyRunner:
         """Per search of each arm (not those set aside): its Optuna searcher, seeded with the
         search's own seed, the plans of its seed re-runs and the epochs its trials run."""
         spec = self.spec
-        trials = spec.budget.trials_per_search
         searches = {}
-        for arm in spec.arms:
-            for search in spec.searches(arm):
-                if search.set_aside:
-                    continue
-                plan = self._plan(arm, Phase.SEARCH, search.seed, search.index)
-                sampler = optuna.samplers.TPESampler(
-                    seed=search.sampler_seed, n_startup_trials=min(10, max(2, trials // 2))
-                )
-                searcher = OptunaSearch(
-                    space=_ArmSpace(spec.searched(arm), plan),
-                    metric=spec.resolved_metric,
-                    mode=spec.resolved_mode,
-                    sampler=sampler,
-                    storage=self.optuna_storage,
-                    study_name=f"{self.study_key}:{plan.search_key}"
-                    if self.optuna_storage
-                    else None,
-                )
-                ran = {
-                    r.seed
-                    for r in self.records.values()
-                    if r.phase == Phase.SEED and r.arm == arm.label and r.repeat == search.index
-                }
-                seeds = [
-                    self._plan(arm, Phase.SEED, s, search.index)
-                    for s in spec.seeds or ()
-                    if s not in ran
-                ]
-                searches[plan.search_key] = (searcher, seeds, plan.epochs)
+        # Search-index-major (every arm's first search, then every arm's second...): the
+        # searcher issues trials in this order, so a stretch of failures (a lost node, a full
+        # disk) falls on every arm alike instead of on one arm's searches.
+        by_index = sorted(
+            (s for arm in spec.arms for s in spec.searches(arm) if not s.set_aside),
+            key=lambda s: (s.index, [a.label for a in spec.arms].index(s.arm)),
+        )
+        arms = {arm.label: arm for arm in spec.arms}
+        for search in by_index:
+            arm = arms[search.arm]
+            plan = self._plan(arm, Phase.SEARCH, search.seed, search.index)
+            sampler = optuna.samplers.TPESampler(
+                seed=search.sampler_seed, n_startup_trials=self._startup_trials()
+            )
+            searcher = OptunaSearch(
+                space=_ArmSpace(spec.searched(arm), plan),
+                metric=spec.resolved_metric,
+                mode=spec.resolved_mode,
+                sampler=sampler,
+                storage=self.optuna_storage,
+                study_name=f"{self.study_key}:{plan.search_key}" if self.optuna_storage else None,
+            )
+            ran = {
+                r.seed
+                for r in self.records.values()
+                if r.phase == Phase.SEED and r.arm == arm.label and r.repeat == search.index
+            }
+            seeds = [
+                self._plan(arm, Phase.SEED, s, search.index)
+                for s in search.rerun_seeds
+                if s not in ran
+            ]
+            searches[plan.search_key] = (searcher, seeds, plan.epochs)
         return searches
+
+    def _startup_trials(self) -> int:
+        """The random trials TPE starts each search with, before it models the results."""
+        return min(10, max(2, self.spec.budget.trials_per_search // 2))
 
     def _trainable(self) -> Any:
         resources = {"cpu": self.spec.resources.cpu, "gpu": self.spec.resources.gpu}
@@ -471,6 +478,7 @@ class StudyRunner:
         searcher = StudySearcher(
             {key: search for key, (search, _, _) in searches.items()},
             budget=spec.budget.trials_per_search,
+            startup=self._startup_trials(),
             seed_runs={key: seeds for key, (_, seeds, _) in searches.items()},
             epochs={key: epochs for key, (_, _, epochs) in searches.items()},
             metric=spec.resolved_metric,

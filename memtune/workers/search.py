@@ -55,6 +55,10 @@ class StudySearcher(Searcher):
         searchers: one searcher per search key (the arm, and its repeat), whose suggestions
             carry ``config["run"]``, a :class:`TrialPlan`.
         budget: searched trials per search.
+        startup: the random trials each search starts with; a search issues a later trial (one
+            its sampler models on the trials before) only once all its earlier trials ended,
+            so what TPE proposes never depends on which trials happened to finish first: a
+            search's configs are a function of its seed, at any concurrency. None: no wait.
         seed_runs: per search, the plans of its seed re-runs; the best hyperparameters become
             their ``hparams``. Plain data: Tune pickles the searcher.
         epochs: per search, the epochs a trial must run to count for the best config.
@@ -68,6 +72,7 @@ class StudySearcher(Searcher):
         searchers: dict[str, Searcher],
         *,
         budget: int,
+        startup: int | None = None,
         seed_runs: dict[str, list[TrialPlan]],
         epochs: dict[str, int],
         metric: str,
@@ -76,7 +81,7 @@ class StudySearcher(Searcher):
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.searchers = searchers
-        self.budget, self.epochs = budget, epochs
+        self.budget, self.epochs, self.startup = budget, epochs, startup
         self.seed_runs = seed_runs
         self.issued = dict.fromkeys(searchers, 0)
         self.completed = dict.fromkeys(searchers, 0)
@@ -110,6 +115,9 @@ class StudySearcher(Searcher):
             self._turn += 1
             if self.issued[arm] >= self.budget:
                 continue
+            startup = getattr(self, "startup", None)  # None in a searcher pickled before it
+            if startup is not None and startup <= self.issued[arm] > self.completed[arm]:
+                continue  # a modelled trial waits for every earlier trial of its search
             config = _with_retries(self.searchers[arm].suggest, trial_id)
             if config is None or config == Searcher.FINISHED:
                 continue

@@ -230,3 +230,25 @@ def test_every_check_names_a_study_of_its_claim_whose_reference_arm_is_the_memor
         for spec in claim.studies:  # fair: every arm the same budget and fresh seeds
             assert spec.budget.trials_per_search >= 1
             assert not set(spec.seeds) & set(spec.search_seeds)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_fixed_arms_of_claims_four_and_five_pin_every_setting_the_report_names(mode):
+    """Claims 4 and 5 run no search: their one trial per seed must train the papers' settings,
+    not a random draw of whatever the lr left free (Adam+CM ran topc 11, decay 0.85 when only
+    lr was pinned)."""
+    expected = {
+        "adam": {},
+        "adam_cm": {"topc": 5, "decay": 0.7},
+        "adam_cg": {"topc": 10, "decay": 0.7},
+        "sam": {"base": "adam", "rho": 0.05},
+    }
+    for claim in build_claims(mode):
+        if claim.number not in (4, 5):
+            continue
+        for spec in claim.studies:
+            for arm in spec.arms:
+                assert spec.searched(arm) == [], (spec.name, arm.label)  # nothing left to draw
+                lr = arm.fixed["lr"]
+                assert arm.fixed == {"lr": lr, **expected[arm.optimizer]}, (spec.name, arm.label)
+            assert spec.searches_per_arm == 1  # configs compared over random starts

@@ -58,7 +58,7 @@ def test_the_old_budget_names_still_read():
 def test_every_search_has_its_own_seed_stable_under_extension():
     spec = parse_spec(_spec())
     seeds = {s.seed for arm in spec.arms for s in spec.searches(arm)}
-    assert len(seeds) == 12 and min(seeds) >= 1_000_000  # far from the re-run seeds
+    assert len(seeds) == 12 and min(seeds) >= 2**30  # above every re-run seed
     assert all(s.sampler_seed == s.seed for s in spec.searches(spec.arms[0]))
     grown = parse_spec(
         _spec(arms=[*_spec()["arms"], {"optimizer": "adam"}], budget={"searches": 8})
@@ -82,7 +82,7 @@ def test_a_spec_of_schema_two_keeps_its_search_seeds():
     spec = parse_spec(_spec(schema_version=2, budget={"repeats": 2}, search_seed=5))
     (a0, a1), (b0, b1) = (spec.searches(arm) for arm in spec.arms)
     assert (a0.seed, a1.seed, b0.seed) == (5, 6, 5) and b1.sampler_seed == 6001
-    assert spec.seeds[0] == 7
+    assert spec.seeds[0] == 7 and a1.rerun_seeds == b0.rerun_seeds == tuple(spec.seeds)
 
 
 def test_searches_set_aside_keep_their_seeds_and_are_counted_in_the_plan():
@@ -207,12 +207,25 @@ def test_with_one_search_the_default_seeds_can_reach_significance_over_seeds():
     assert three.warnings == [w for w in three.warnings if w.startswith("budget.searches: one")]
 
 
-def test_seeds_shared_with_a_search_are_refused_naming_seeds():
-    spec = parse_spec(_spec())
-    taken = spec.searches(spec.arms[1])[2].seed
+def test_re_run_seeds_stay_below_every_search_seed_and_are_refused_naming_seeds():
     with pytest.raises(SpecError) as error:
-        parse_spec(_spec(seeds=[1, taken]))
+        parse_spec(_spec(seeds=[1, 100_000]))
+    assert error.value.field == "seeds" and "[0, 100,000)" in error.value.message
+    spec = parse_spec(_spec(seeds=[99_999]))
+    reruns = {seed for arm in spec.arms for s in spec.searches(arm) for seed in s.rerun_seeds}
+    assert max(reruns) < min(spec.search_seeds)
+    with pytest.raises(SpecError) as error:  # schema 2: search r trained on search_seed + r
+        parse_spec(_spec(schema_version=2, seeds=[0, 1, 2, 3, 4, 5, 6]))
     assert error.value.field == "seeds" and "no search trained with" in error.value.message
+
+
+def test_search_r_of_every_arm_re_runs_on_the_same_seeds_and_other_searches_on_others():
+    spec = parse_spec(_spec(seeds=[7, 8]))
+    first, second = (spec.searches(arm) for arm in spec.arms)
+    assert [s.rerun_seeds for s in first] == [s.rerun_seeds for s in second]
+    assert first[0].rerun_seeds == (7, 8) and first[2].rerun_seeds == (200_007, 200_008)
+    assert len({seed for s in first for seed in s.rerun_seeds}) == 12
+    assert parse_spec(_spec(search_seed=3)).seeds == [7, 8]  # another study: other seeds
 
 
 def test_one_search_per_arm_is_accepted_with_a_warning_that_it_compares_configs():
@@ -303,3 +316,31 @@ def test_adams_beta1_is_searched_only_when_an_arm_names_it_in_its_space():
     with pytest.raises(SpecError) as refused:  # SGD has no betas: its momentum is its own
         parse_spec({"task": "digits_mlp", "arms": [{"optimizer": "sgd", "space": {"beta1": {}}}]})
     assert refused.value.field.startswith("arms.0.space.beta1")
+
+
+def test_a_study_that_searches_nothing_defaults_to_one_search_and_says_so():
+    pinned = {"kind": "constant", "warmup_fraction": 0.0}
+    spec = parse_spec(
+        _spec(
+            arms=[
+                {"optimizer": "sgd", "baseline": True, "fixed": {"lr": 0.1, "momentum": 0.9}},
+                {"optimizer": "adam", "fixed": {"lr": 0.01}},
+            ],
+            schedule=pinned,
+        )
+    )
+    assert spec.searches_per_arm == 1 and len(spec.seeds) == 6  # the seed-level default
+    assert spec.warnings[0].startswith("budget.searches: nothing is searched")
+
+
+def test_an_arm_that_searches_nothing_beside_searched_arms_is_warned_about():
+    spec = parse_spec(
+        _spec(
+            arms=[
+                {"optimizer": "sgd", "baseline": True},
+                {"optimizer": "adam", "fixed": {"lr": 0.01, "warmup_fraction": 0.0}},
+            ]
+        )
+    )
+    assert spec.searches_per_arm == 6
+    assert spec.warnings[0].startswith("arms: adam search nothing")

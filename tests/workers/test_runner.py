@@ -113,7 +113,8 @@ def test_diverging_arm_ends_as_diverged_and_the_study_completes():
     arms = {a.arm: a for a in verdict.arms}
     assert arms["absurd"].search_diverged == 2 and arms["absurd"].searches[0].config is None
     (comparison,) = verdict.comparisons
-    assert comparison.outcome == "config worse" and "diverg" in comparison.reason
+    # its one search scored the worst value on both seeds: two seeds cannot call it (2 / 2^2)
+    assert comparison.outcome == "underpowered" and "diverging" in comparison.reason
     assert arms["sgd"].mean is not None  # the other arm finished its seeds
 
 
@@ -262,7 +263,8 @@ def test_each_search_trains_on_its_own_seed_and_gets_its_own_score():
     seeded = sorted((r.arm, r.repeat, r.seed) for r in runner.records.values() if r.phase == "seed")
     planned = sorted((arm.label, s.index, s.seed) for arm in spec.arms for s in spec.searches(arm))
     assert search == planned and len({seed for _, _, seed in search}) == 4
-    assert seeded == sorted((arm, index, 2) for arm, index, _ in planned)
+    # search r of every arm re-runs on the study's seed + r x 100,000: shared across arms
+    assert seeded == sorted((arm, index, 2 + 100_000 * index) for arm, index, _ in planned)
     for arm in verdict.arms:
         assert [s.index for s in arm.searches] == [0, 1] and len(arm.scores) == 2
     (comparison,) = verdict.comparisons
@@ -277,7 +279,8 @@ def test_the_demo_study_end_to_end_reports_test_metrics_on_fresh_seeds_by_the_ru
     search_seeds = {r.seed for r in runner.records.values() if r.phase == "search"}
     seed_seeds = {r.seed for r in runner.records.values() if r.phase == "seed"}
     assert search_seeds == set(spec.search_seeds) and not search_seeds & seed_seeds
-    assert seed_seeds == set(spec.seeds) and verdict.scope == "optimizer"
+    reruns = {seed for arm in spec.arms for s in spec.searches(arm) for seed in s.rerun_seeds}
+    assert seed_seeds == reruns and verdict.scope == "optimizer"
     assert verdict.headline_metric == "test_accuracy"
     assert len(verdict.comparisons) == len(spec.arms) - 1
     baseline = verdict.arms[0]

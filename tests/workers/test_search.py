@@ -152,3 +152,25 @@ def test_a_restored_searcher_suggests_what_the_uninterrupted_one_did(tmp_path):
     states = [t.state for t in optuna.load_study(study_name="t:sgd", storage=storage).trials]
     assert states.count(optuna.trial.TrialState.FAIL) == 1  # the orphan, and only it
     assert states.count(optuna.trial.TrialState.COMPLETE) == 8
+
+
+def test_a_modelled_trial_waits_for_every_earlier_trial_of_its_search():
+    """After its random start-up trials, a search proposes the next config only when all its
+    trials so far have ended, so TPE never sees a half-finished history: the search's configs
+    do not depend on which trial happened to finish first."""
+    searcher = StudySearcher(
+        {"sgd": _Scripted(_plan(Phase.SEARCH, 0), [0.1, 0.2, 0.3, 0.4])},
+        budget=4,
+        startup=2,
+        seed_runs={"sgd": []},
+        epochs={"sgd": 2},
+        metric="val_accuracy",
+        mode="max",
+    )
+    assert searcher.suggest("a")["lr"] == 0.1 and searcher.suggest("b")["lr"] == 0.2
+    assert searcher.suggest("c") is None  # the start-up trials still run
+    searcher.on_trial_complete("a", {"val_accuracy": 0.5, "epoch": 2})
+    assert searcher.suggest("c") is None  # b still runs
+    searcher.on_trial_complete("b", {"val_accuracy": 0.6, "epoch": 2})
+    assert searcher.suggest("c")["lr"] == 0.3
+    assert searcher.suggest("d") is None  # c is modelled on a and b; d waits for c too

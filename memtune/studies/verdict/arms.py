@@ -105,7 +105,7 @@ def _search_score(
     metric, mode, headline = spec.resolved_metric, spec.resolved_mode, spec.headline_metric
     mine = [r for r in records if r.repeat == search.index]
     trials = [r for r in mine if r.phase == Phase.SEARCH]
-    seeded = [r for r in mine if r.phase == Phase.SEED and r.seed in (spec.seeds or ())]
+    seeded = [r for r in mine if r.phase == Phase.SEED and r.seed in search.rerun_seeds]
     ran = [
         r
         for r in seeded
@@ -117,7 +117,7 @@ def _search_score(
     score: float | None = None  # None: still running, or cut short by the time limit
     note = None
     finite = all(math.isfinite(v) for v in values.values())
-    if values and len(values) == len(spec.seeds or ()):
+    if values and len(values) == len(search.rerun_seeds):
         score = statistics.fmean(values.values()) if finite else worst_value(mode)  # type: ignore[arg-type]
         if errored:
             note = f"seed runs failed after their retry (counted as the worst value): {errored}"
@@ -219,10 +219,10 @@ def arm_verdict(
     metric, mode = spec.resolved_metric, spec.resolved_mode
     plans = spec.searches(arm)
     searches = [_search_score(spec, arm, search, records) for search in plans]
-    counted_indices = {s.index for s in plans if not s.set_aside}
-    counted = [r for r in records if r.repeat in counted_indices]
+    reruns = {s.index: set(s.rerun_seeds) for s in plans if not s.set_aside}
+    counted = [r for r in records if r.repeat in reruns]
     search_trials = [r for r in counted if r.phase == Phase.SEARCH]
-    seed_runs = [r for r in counted if r.phase == Phase.SEED and r.seed in (spec.seeds or ())]
+    seed_runs = [r for r in counted if r.phase == Phase.SEED and r.seed in reruns[r.repeat]]
     ended = _ended(seed_runs)
     mean, low, high = _summary(spec, searches)
     seconds = _times_to_target(ended, metric, target, mode, "training_time_s")

@@ -29,25 +29,30 @@ RULES = (
     "Configs are selected on validation data by each search (the same trials per search and "
     "per arm); the headline is the test split of each search's best config, re-run on seeds no "
     "search trained with, the same seeds for every arm and search.",
-    "Each arm runs K independent searches, each with its own seed; a search's score is its "
-    "config's mean over the seeds. A seed run that diverged or failed (after its retry) makes "
-    "its search's score the worst value, as does a search in which no trial trained without "
-    "diverging.",
-    "Per arm against the baseline, over the K search scores of each: 'better' / 'worse' when "
-    f"the Holm-adjusted two-sided exact rank-sum p is below {ALPHA} and the 95% Hodges-Lehmann "
-    "interval of the shift lies on the same side of 0. A label says what it holds for: the "
-    "optimizer, as tuned by searches of this budget.",
+    "Each arm runs K independent searches, each with its own seed; search r of every arm "
+    "re-runs its config on the study's seeds + r x 100,000 (common to the arms, other for "
+    "each search). A search's score is its config's mean over those seeds. A seed run that "
+    "diverged or failed (after its retry) makes its search's score the worst value, as does a "
+    "search none of whose trials ran every epoch without diverging or failing.",
+    "Per arm against the baseline, over the search scores of each (the searches both arms "
+    f"finished): 'better' / 'worse' when the Holm-adjusted two-sided exact rank-sum p is below "
+    f"{ALPHA} and the Hodges-Lehmann interval of the shift (at least 95%) lies on the same "
+    "side of 0. A label says what it holds for: the optimizer, as tuned by searches of this "
+    "budget.",
     "'inconclusive': a searched hyperparameter's best value lies within 5% (log scale where the "
-    "range is) of a soft edge of its range in more than half of the arm's searches, or of the "
-    "baseline's (then every comparison); 'underpowered': this many searches cannot reach "
-    "p < 0.05 after Holm; otherwise 'no clear difference'.",
+    "range is) of a soft edge of its range in more than half of the arm's searches (with one "
+    "search: in it), or of the baseline's (then every comparison); 'underpowered': this many "
+    "searches cannot reach p < 0.05 after Holm; otherwise 'no clear difference'.",
     "With one search per arm (K = 1) the configs are compared, not the optimizers: paired by "
-    "seed, the Holm-adjusted exact signed-rank p (exact McNemar for a 0/1 outcome) below "
-    f"{ALPHA} and the t-interval of the mean difference on the same side give 'config better' "
-    "/ 'config worse'.",
+    f"seed, the Holm-adjusted exact signed-rank p below {ALPHA} and the t-interval of the mean "
+    "difference over finite pairs on the same side (with fewer than two finite pairs, or a 0/1 "
+    "outcome judged by exact McNemar, the test alone) give 'config better' / 'config worse'; "
+    "a search that found no config scores the worst value on every seed.",
     "Time to target: to the spec's target, or to the median of every search's best validation "
     "value over all arms (fixed by the search trials alone, before any seed run counts); "
     "misses count as never.",
+    "A study extended after a verdict says so: choosing to extend after a look lifts the "
+    "false-label rate above 5%.",
 )
 
 
@@ -125,8 +130,13 @@ def _over_searches(
     arm: ArmVerdict, baseline: ArmVerdict, comparisons: int
 ) -> tuple[Comparison, int, tuple[float | None, float | None] | None]:
     """Scope "optimizer": the exact rank-sum test and the Hodges-Lehmann shift of the arms'
-    search scores."""
-    a, b = arm.scores, baseline.scores
+    search scores. Only the searches both arms finished are compared, by their place in the
+    arm (the first counted search of each, the second...): a time limit that cut some short
+    must not favour the arm whose searches happened to come first or end early."""
+    pairs = list(zip(arm.counted, baseline.counted, strict=False))
+    both = [(x, y) for x, y in pairs if x.score is not None and y.score is not None]
+    a = [float(x.score) for x, _ in both]  # type: ignore[arg-type]
+    b = [float(y.score) for _, y in both]  # type: ignore[arg-type]
     shift = stats.hodges_lehmann(a, b)
     finite_b = [v for v in b if math.isfinite(v)]
     base = statistics.median(finite_b) if finite_b else None
@@ -156,12 +166,23 @@ def _difference(a: float, b: float) -> float:
     return a - b
 
 
+def _by_seed(arm: ArmVerdict, other: ArmVerdict) -> dict[int, float]:
+    """The arm's values by seed; a search that found no config to re-run scored the worst value,
+    which it takes on every seed the other arm ran (so the paired test, not a shortcut, judges
+    it)."""
+    values = {int(k): float(v) for k, v in arm.seed_values.items()}
+    search = arm.counted[0] if arm.counted else None
+    if not values and search is not None and search.score is not None and search.config is None:
+        values = dict.fromkeys(other.seed_values, float(search.score))
+    return values
+
+
 def _over_seeds(
     arm: ArmVerdict, baseline: ArmVerdict, *, binary: bool, comparisons: int
 ) -> tuple[Comparison, int, tuple[float | None, float | None] | None]:
     """Scope "config" (one search per arm): the paired signed-rank test over seeds (exact
     McNemar for a 0/1 outcome) and the t-interval of the mean difference over finite pairs."""
-    arm_values, base_values = arm.seed_values, baseline.seed_values
+    arm_values, base_values = _by_seed(arm, baseline), _by_seed(baseline, arm)
     seeds = sorted(set(arm_values) & set(base_values))
     a = [float(arm_values[s]) for s in seeds]
     b = [float(base_values[s]) for s in seeds]
@@ -232,11 +253,8 @@ def _label(
     if comparison.p_value is None and not (arm.scores and baseline.scores):
         missing = arm.arm if not arm.scores else baseline.arm
         return "incomplete", f"no search of {missing} has a score"
-    if comparison.scope == "config" and (baseline.note or arm.note):
-        # one search per arm, and one found no config: nothing to pair by seed
-        if baseline.note:
-            return "incomplete", f"the baseline: {baseline.note}"
-        return "config worse", arm.note
+    if comparison.p_value is None and comparison.scope == "optimizer":
+        return "incomplete", "no search finished in both arms"
     if baseline.edge_note:
         return "inconclusive", f"the baseline's {baseline.edge_note}"
     if arm.edge_note:
@@ -249,7 +267,7 @@ def _label(
         min_p=comparison.min_attainable_p or 1.0,
         scope=comparison.scope,
     )
-    notes = [n for n in (arm.note, reason) if n]
+    notes = [n for n in (arm.note, baseline.note and f"the baseline: {baseline.note}", reason) if n]
     return outcome, "; ".join(notes) or None
 
 

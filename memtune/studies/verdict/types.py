@@ -239,7 +239,6 @@ def _upgrade_v2(data: Mapping[str, Any]) -> dict[str, Any]:
         upgraded = {k: v for k, v in arm.items() if k in keep_arm and k != "seeds_errored"}
         upgraded["seeds_errored"] = len(arm.get("seeds_errored") or [])
         upgraded["searches"] = [search] if values or arm.get("best_config") else []
-        upgraded["edge_note"] = "; ".join(arm.get("range_warnings") or []) or None
         arms.append(upgraded)
     keep = set(Comparison.__dataclass_fields__)
     comparisons = []
