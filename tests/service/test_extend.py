@@ -61,7 +61,9 @@ def test_more_searches_per_arm_run_only_the_new_ones(finished):
     _extend(db, study_id, searches=6)
     spec, records = _stored(db, study_id)
     assert spec.searches_per_arm == 6
-    assert spec.extensions == 1 and any(w.startswith("extensions: extended 1") for w in spec.warnings)
+    assert spec.extensions == 1 and any(
+        w.startswith("extensions: extended 1") for w in spec.warnings
+    )
     kept = StudyRunner.reusable(spec, records)
     assert {r.repeat for r in kept} == {0, 1, 2, 3}  # searches 4 and 5 of each arm run anew
 
