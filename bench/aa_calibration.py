@@ -11,8 +11,9 @@ tasks' own noise, divergences) meet it. Beside it:
 
 - a six-arm A/A (the same optimizer six times, one baseline): the family-wise rate, a study
   with any label counted once;
-- a real difference (SGD without momentum, its lr searched, against Adam on digits): the rate
-  at which "worse" is found.
+- real differences, and the rate at which "worse" is found: SGD without momentum (its lr
+  searched) against Adam on digits, at the default budget and with 6 trials per search; AdamW
+  against AdamW held to a too-low lr range on the quadratic.
 
 Studies run at the spec's defaults (searches, trials per search, seeds), each with its own
 search_seed, so no two studies share a search seed or a re-run seed. Every finished study is
@@ -57,9 +58,30 @@ EXPERIMENTS: dict[str, dict[str, Any]] = {
         "task_options": {},
         "arms": [
             {"optimizer": "adam", "baseline": True},
-            {"optimizer": "sgd", "name": "sgd_no_momentum", "fixed": {"momentum": 0.0}},
+            {"optimizer": "sgd", "name": "weaker", "fixed": {"momentum": 0.0}},
         ],
         "epochs": 4,
+    },
+    # the same with twice the trials per search: what a larger search budget buys
+    "detect6:digits_mlp": {
+        "task": "digits_mlp",
+        "task_options": {},
+        "arms": [
+            {"optimizer": "adam", "baseline": True},
+            {"optimizer": "sgd", "name": "weaker", "fixed": {"momentum": 0.0}},
+        ],
+        "epochs": 4,
+        "budget": {"trials_per_search": 6},
+    },
+    # AdamW against itself held to a too-low lr range ([1e-5, 1e-4] of [1e-4, 1e-1])
+    "detect:quadratic": {
+        "task": "quadratic",
+        "task_options": {"dim": 50, "condition": 1000.0},
+        "arms": [
+            {"optimizer": "adamw", "baseline": True},
+            {"optimizer": "adamw", "name": "weaker", "space": {"lr": {"low": 1e-5, "high": 1e-4}}},
+        ],
+        "epochs": 3,
     },
 }
 DEFAULT_STUDIES = {
@@ -67,6 +89,8 @@ DEFAULT_STUDIES = {
     "aa:digits_mlp": 40,
     "aa6:quadratic": 10,
     "detect:digits_mlp": 10,
+    "detect6:digits_mlp": 10,
+    "detect:quadratic": 10,
 }
 LABELS = ("better", "worse")
 
@@ -79,7 +103,7 @@ def spec_of(name: str, index: int) -> dict[str, Any]:
         "task": experiment["task"],
         "task_options": experiment["task_options"],
         "arms": experiment["arms"],
-        "budget": {"epochs": experiment["epochs"]},
+        "budget": {"epochs": experiment["epochs"], **experiment.get("budget", {})},
         "search_seed": 1000 + index,
         "scheduler": "fifo",
     }
@@ -136,7 +160,7 @@ def report(results: list[dict[str, Any]]) -> list[str]:
                 "(fewer than 5 of 40)"
             )
         else:
-            found = sum(r["outcomes"].get("sgd_no_momentum") == "worse" for r in mine)
+            found = sum(r["outcomes"].get("weaker") == "worse" for r in mine)
             lines.append(f"{name}: the weaker arm found 'worse' in {_rate(found, len(mine))}")
         others = sorted({o for r in mine for o in r["outcomes"].values()} - set(LABELS))
         counts = {

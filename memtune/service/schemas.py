@@ -186,7 +186,11 @@ class StudyExtension(BaseModel):
     seeds: list[int] = Field(default_factory=list, max_length=1000)
     arms: list[ArmSpec] = Field(default_factory=list, max_length=32)
     searches: int | None = Field(
-        None, ge=1, le=20, description="the searches per arm from now on (K): at least today's"
+        None,
+        ge=1,
+        le=20,
+        strict=True,
+        description="the searches per arm from now on (K): at least today's",
     )
     space: dict[str, dict[str, RangeOverride]] = Field(
         default_factory=dict,

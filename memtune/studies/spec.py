@@ -25,6 +25,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -68,15 +71,17 @@ class SpecError(ValueError):
 
 
 class _Model(BaseModel):
+    # Numbers and flags are strict where declared (true is not a 1, "0.5" is not a number: the
+    # JSON Schema says so); YAML files are read as YAML 1.2 numbers (see _YamlLoader).
     model_config = ConfigDict(extra="forbid")
 
 
 class RangeOverride(_Model):
     """A narrower (or wider) range for one searched hyperparameter of an arm."""
 
-    low: float | None = None
-    high: float | None = None
-    log: bool | None = None
+    low: StrictFloat | None = None
+    high: StrictFloat | None = None
+    log: StrictBool | None = None
     choices: list[Any] | None = None
 
     def apply(
@@ -121,12 +126,12 @@ class Schedule(_Model):
     cosine or linear decay to ``floor`` x the peak."""
 
     kind: Literal["constant", "cosine", "linear"] = "cosine"
-    warmup_fraction: float | RangeOverride = Field(
+    warmup_fraction: StrictFloat | RangeOverride = Field(
         default_factory=lambda: RangeOverride(low=WARMUP.low, high=WARMUP.high),
         description="a number (fixed for every arm) or {low, high}: searched per arm "
         "(default: searched in [0, 0.2])",
     )
-    floor: float = Field(
+    floor: StrictFloat = Field(
         0.0, ge=0.0, lt=1.0, description="where the decay ends, as a fraction of the peak lr"
     )
 
@@ -161,11 +166,12 @@ class ArmSpec(_Model):
     space: dict[str, RangeOverride] = Field(
         default_factory=dict, description="range overrides by name"
     )
-    baseline: bool = False
+    baseline: StrictBool = False
     set_aside: int = Field(
         0,
         ge=0,
         le=1000,
+        strict=True,  # a number: not a bool passed for one
         description="the first N searches of this arm ran under an older range (an extension "
         "changed its space): kept and shown, left out of the verdict",
     )
@@ -250,6 +256,7 @@ class Budget(_Model):
         None,
         ge=1,
         le=20,
+        strict=True,
         validation_alias=AliasChoices("searches", "repeats"),
         description="K: independent searches per arm, each with its own seeds; the verdict "
         "compares arms over their K search scores. Default: 6 (more where Holm over many "
@@ -259,11 +266,12 @@ class Budget(_Model):
         DEFAULT_TRIALS_PER_SEARCH,
         ge=1,
         le=10_000,
+        strict=True,
         validation_alias=AliasChoices("trials_per_search", "trials_per_arm"),
         description="searched trials of each search, the same for every arm",
     )
-    epochs: int = Field(5, ge=1, le=100_000)
-    time_limit_s: float | None = Field(
+    epochs: StrictInt = Field(5, ge=1, le=100_000)
+    time_limit_s: StrictFloat | None = Field(
         None, gt=0, description="wall-clock limit of the whole study"
     )
     equalize: Literal["epochs", "gradient_evaluations"] = Field(
@@ -279,8 +287,8 @@ class Budget(_Model):
 
 
 class Resources(_Model):
-    cpu: float = Field(1.0, gt=0, description="CPUs per trial")
-    gpu: float = Field(0.0, ge=0, description="GPU fraction per trial")
+    cpu: StrictFloat = Field(1.0, gt=0, description="CPUs per trial")
+    gpu: StrictFloat = Field(0.0, ge=0, description="GPU fraction per trial")
 
 
 # 2: held-out splits, fresh seeds, schedules; 3: K searches per arm, each seeded on its own
@@ -312,7 +320,7 @@ class Search:
 
 
 class StudySpec(_Model):
-    schema_version: int = Field(
+    schema_version: StrictInt = Field(
         SPEC_SCHEMA_VERSION, ge=1, le=SPEC_SCHEMA_VERSION, description="the spec's schema"
     )
     name: str = Field("study", min_length=1, max_length=200)
@@ -324,7 +332,7 @@ class StudySpec(_Model):
     arms: list[ArmSpec] = Field(min_length=1, max_length=32)
     budget: Budget = Field(default_factory=Budget)
     schedule: Schedule = Field(default_factory=Schedule)
-    seeds: list[int] | None = Field(
+    seeds: list[StrictInt] | None = Field(
         None,
         min_length=1,
         max_length=1000,
@@ -338,21 +346,22 @@ class StudySpec(_Model):
         None, description="the validation metric the search selects on (default: the task's)"
     )
     mode: Literal["min", "max"] | None = Field(None, description="defaults to the task's mode")
-    target: float | None = Field(None, description="metric value for time-to-target")
+    target: StrictFloat | None = Field(None, description="metric value for time-to-target")
     scheduler: Literal["fifo", "asha"] = "fifo"
     resources: Resources = Field(default_factory=Resources)
-    max_concurrent_trials: int | None = Field(None, ge=1)
-    search_seed: int = Field(
+    max_concurrent_trials: StrictInt | None = Field(None, ge=1)
+    search_seed: StrictInt = Field(
         0,
         ge=0,
         le=10_000_000,
         description="from which every search's own seed is derived (the seed its trials train "
         "with and its Optuna sampler's): give each study its own for independent studies",
     )
-    smoke: bool = Field(False, description="use the task's smoke size (tests, demos)")
+    smoke: StrictBool = Field(False, description="use the task's smoke size (tests, demos)")
     extensions: int = Field(
         0,
         ge=0,
+        strict=True,
         description="how often the study was extended after a verdict (set by the service): "
         "each look after a verdict makes its p-values optimistic",
     )
@@ -608,11 +617,23 @@ def parse_spec(data: Mapping[str, Any]) -> StudySpec:
         raise SpecError(".".join(location) or "spec", message) from None
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but numbers as YAML 1.2 reads them: ``1e-5`` is a float (YAML 1.1,
+    PyYAML's, wants ``1.0e-5`` and reads ``1e-5`` as a string, which the spec refuses)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
 def load_spec(path: str | Path) -> StudySpec:
     """A StudySpec from a YAML or JSON file."""
     path = Path(path)
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YamlLoader)
     if not isinstance(data, dict):
         raise SpecError("spec", f"{path} must hold a mapping, not {type(data).__name__}")
     return parse_spec(data)

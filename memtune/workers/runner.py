@@ -478,7 +478,10 @@ class StudyRunner:
         searcher = StudySearcher(
             {key: search for key, (search, _, _) in searches.items()},
             budget=spec.budget.trials_per_search,
-            startup=self._startup_trials(),
+            # With several searches per arm, a search's configs must not depend on timing (the
+            # searches are the verdict's exchangeable draws), and the other searches keep the
+            # slots busy; one search per arm keeps every slot of its trials.
+            startup=self._startup_trials() if spec.searches_per_arm > 1 else None,
             seed_runs={key: seeds for key, (_, seeds, _) in searches.items()},
             epochs={key: epochs for key, (_, _, epochs) in searches.items()},
             metric=spec.resolved_metric,

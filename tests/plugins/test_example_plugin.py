@@ -121,5 +121,6 @@ def test_a_smoke_study_runs_the_plugins_task_and_optimizer_end_to_end(venv, tmp_
     document = json.loads((tmp_path / "out.json").read_text())
     assert document["status"] == "completed" and len(document["trials"]) == 8
     arms = {a["arm"]: a for a in document["verdict"]["arms"]}
-    assert arms["lion"]["best_config"] and len(arms["lion"]["seed_values"]) == 2
+    (search,) = arms["lion"]["searches"]
+    assert search["config"] and len(search["seed_values"]) == 2
     assert document["verdict"]["headline_metric"] == "test_accuracy"

@@ -249,7 +249,7 @@ def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(
         f"epoch rows, each epoch once; {orphans} trial(s) issued after Tune's last snapshot "
         "failed in Optuna and issued anew. Without a kill: the same 14 trials (arm, seed, config) in "
         f"the same order, and the same verdict but for measured times (difference "
-        f"{comparison.mean_difference}, p {comparison.p_value})"
+        f"{comparison.difference}, p {comparison.p_value})"
     )
 
 

@@ -344,3 +344,27 @@ def test_an_arm_that_searches_nothing_beside_searched_arms_is_warned_about():
     )
     assert spec.searches_per_arm == 6
     assert spec.warnings[0].startswith("arms: adam search nothing")
+
+
+def test_a_yaml_spec_reads_1e_minus_5_as_the_number_it_means(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "task: digits_mlp\narms:\n  - {optimizer: adam, space: {lr: {low: 1e-5, high: 1e-2}}}\n"
+    )
+    (lr,) = load_spec(path).arms[0].searched()  # without the study's schedule: lr alone
+    assert (lr.low, lr.high) == (1e-5, 1e-2)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"smoke": 0}, "smoke"),
+        ({"resources": {"gpu": False}}, "resources.gpu"),
+        ({"budget": {"epochs": True}}, "budget.epochs"),
+        ({"target": "0.9"}, "target"),
+    ],
+)
+def test_a_flag_is_not_a_number_and_a_string_is_not_a_number(change, field):
+    with pytest.raises(SpecError) as error:
+        parse_spec(_spec(**change))
+    assert error.value.field == field

@@ -58,7 +58,8 @@ def format_verdict(verdict: Verdict) -> str:
     lines = [
         f"Study {verdict.study!r} on {verdict.task}: {headline} ({direction} is better; "
         f"{split}), configs selected on {verdict.metric}",
-        f"Budget: {verdict.budget or '-'}; seeds {verdict.seeds or '-'}",
+        f"Budget: {verdict.budget or '-'}; seeds {verdict.seeds or '-'}"
+        + (" (search r of every arm: + r x 100,000)" if verdict.scope == "optimizer" else ""),
         "",
         f"{'arm':14s} {'mean':>9s} {'95% CI over ' + over:>28s} {'div':>3s} {'err':>3s} "
         f"{'to target':>9s} {'evals':>8s} {'step ms':>8s} {'impl':>7s} {'grad/step':>9s} "
