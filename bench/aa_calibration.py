@@ -39,49 +39,29 @@ ADAMW_TWICE = [
     {"optimizer": "adamw", "name": "first", "baseline": True},
     {"optimizer": "adamw", "name": "second"},
 ]
+QUADRATIC = {"task": "quadratic", "task_options": {"dim": 50, "condition": 1000.0}, "epochs": 3}
+DIGITS = {"task": "digits_mlp", "task_options": {}, "epochs": 4}
+SGD_AGAINST_ADAM = [
+    {"optimizer": "adam", "baseline": True},
+    {"optimizer": "sgd", "name": "weaker", "fixed": {"momentum": 0.0}},
+]
 EXPERIMENTS: dict[str, dict[str, Any]] = {
-    "aa:quadratic": {
-        "task": "quadratic",
-        "task_options": {"dim": 50, "condition": 1000.0},
-        "arms": ADAMW_TWICE,
-        "epochs": 3,
-    },
-    "aa:digits_mlp": {"task": "digits_mlp", "task_options": {}, "arms": ADAMW_TWICE, "epochs": 4},
+    "aa:quadratic": {**QUADRATIC, "arms": ADAMW_TWICE},
+    "aa:digits_mlp": {**DIGITS, "arms": ADAMW_TWICE},
     "aa6:quadratic": {
-        "task": "quadratic",
-        "task_options": {"dim": 50, "condition": 1000.0},
+        **QUADRATIC,
         "arms": [{"optimizer": "adamw", "name": f"adamw{i}", "baseline": i == 0} for i in range(6)],
-        "epochs": 3,
     },
-    "detect:digits_mlp": {
-        "task": "digits_mlp",
-        "task_options": {},
-        "arms": [
-            {"optimizer": "adam", "baseline": True},
-            {"optimizer": "sgd", "name": "weaker", "fixed": {"momentum": 0.0}},
-        ],
-        "epochs": 4,
-    },
+    "detect:digits_mlp": {**DIGITS, "arms": SGD_AGAINST_ADAM},
     # the same with twice the trials per search: what a larger search budget buys
-    "detect6:digits_mlp": {
-        "task": "digits_mlp",
-        "task_options": {},
-        "arms": [
-            {"optimizer": "adam", "baseline": True},
-            {"optimizer": "sgd", "name": "weaker", "fixed": {"momentum": 0.0}},
-        ],
-        "epochs": 4,
-        "budget": {"trials_per_search": 6},
-    },
+    "detect6:digits_mlp": {**DIGITS, "arms": SGD_AGAINST_ADAM, "budget": {"trials_per_search": 6}},
     # AdamW against itself held to a too-low lr range ([1e-5, 1e-4] of [1e-4, 1e-1])
     "detect:quadratic": {
-        "task": "quadratic",
-        "task_options": {"dim": 50, "condition": 1000.0},
+        **QUADRATIC,
         "arms": [
             {"optimizer": "adamw", "baseline": True},
             {"optimizer": "adamw", "name": "weaker", "space": {"lr": {"low": 1e-5, "high": 1e-4}}},
         ],
-        "epochs": 3,
     },
 }
 DEFAULT_STUDIES = {

@@ -2,9 +2,9 @@
 
 A study compares arms (optimizers) on one task. Each arm runs K independent searches of the
 same budget (``budget.searches`` of ``budget.trials_per_search`` trials, each search with its
-own seeds); the best config of every search is re-run on the study's seeds (the same for every
-arm and search, never a seed a search trained with), and only those re-runs feed the verdict,
-one score per search.
+own seeds); the best config of every search is re-run on fresh seeds (the same for the r-th
+search of every arm, never a seed a search trained with), and only those re-runs feed the
+verdict, one score per search.
 Validation errors name the field (pydantic's ``loc``) and the reason, and list the known
 names when an optimizer or a task is unknown.
 """
@@ -43,7 +43,6 @@ from memtune.optimizers import (
     UnknownNameError,
 )
 from memtune.studies import stats
-from memtune.studies.records import search_key
 from memtune.studies.tasks import TASKS, TaskSpec
 
 __all__ = [
@@ -242,10 +241,10 @@ class ArmSpec(_Model):
         ]
 
 
-# The defaults of a study's budget, chosen by the end-to-end A/A calibration
+# The defaults of a study's budget, checked by the end-to-end A/A calibration
 # (bench/aa_calibration.py, docs/benchmarks.md): six searches per arm reach p < 0.05 after Holm
-# over up to 23 comparisons, three trials per search and two seeds per config keep a six-arm
-# study near a minute on two cores.
+# over up to 23 comparisons; three trials per search and two seeds per config keep the six-arm
+# demo within its time (make demo).
 DEFAULT_SEARCHES = 6
 DEFAULT_TRIALS_PER_SEARCH = 3
 DEFAULT_SEEDS = 2
@@ -280,11 +279,6 @@ class Budget(_Model):
         "k passes per step (SAM: 2) then trains epochs // k epochs",
     )
 
-    @property
-    def k(self) -> int:
-        """The number of searches per arm (resolved by the study spec)."""
-        return self.searches or DEFAULT_SEARCHES
-
 
 class Resources(_Model):
     cpu: StrictFloat = Field(1.0, gt=0, description="CPUs per trial")
@@ -313,10 +307,6 @@ class Search:
     sampler_seed: int
     set_aside: bool = False  # ran under an older range of the arm: not in the verdict
     rerun_seeds: tuple[int, ...] = ()  # where its best config is re-run
-
-    @property
-    def key(self) -> str:
-        return search_key(self.arm, self.index)
 
 
 class StudySpec(_Model):
@@ -446,7 +436,7 @@ class StudySpec(_Model):
     @property
     def searches_per_arm(self) -> int:
         """K, the searches per arm that the verdict compares."""
-        return self.budget.k
+        return self.budget.searches or DEFAULT_SEARCHES  # resolved by the validator
 
     def searches(self, arm: ArmSpec) -> list[Search]:
         """The arm's searches, those set aside by an extension first, then the K it runs.

@@ -3,8 +3,8 @@
 Search: each arm runs K independent searches (``spec.searches``), each an Optuna TPE (Ray
 Tune's ``OptunaSearch``) over the arm's space with its own seed and the same budget; ASHA, when
 asked, only compares trials of the same search. Seed re-runs: once a search is over, its best
-config is re-run on the study's seeds (the same seeds for every arm and search). Only the
-re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
+config is re-run on its re-run seeds (``Search.rerun_seeds``: the same for the r-th search of
+every arm). Only the re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
 why), so a process runs one study at a time: two ``Tuner.fit()`` at once in one process break.
 
 Where the Tune experiment lives: ``experiment_path`` (the worker gives each study its own
@@ -422,12 +422,15 @@ class StudyRunner:
         # searcher issues trials in this order, so a stretch of failures (a lost node, a full
         # disk) falls on every arm alike instead of on one arm's searches.
         by_index = sorted(
-            (s for arm in spec.arms for s in spec.searches(arm) if not s.set_aside),
-            key=lambda s: (s.index, [a.label for a in spec.arms].index(s.arm)),
+            (
+                (search.index, position, arm, search)
+                for position, arm in enumerate(spec.arms)
+                for search in spec.searches(arm)
+                if not search.set_aside
+            ),
+            key=lambda item: item[:2],
         )
-        arms = {arm.label: arm for arm in spec.arms}
-        for search in by_index:
-            arm = arms[search.arm]
+        for _, _, arm, search in by_index:
             plan = self._plan(arm, Phase.SEARCH, search.seed, search.index)
             sampler = optuna.samplers.TPESampler(
                 seed=search.sampler_seed, n_startup_trials=self._startup_trials()

@@ -28,7 +28,7 @@ __all__ = ["RULES", "budget_text", "build_verdict", "decide"]
 RULES = (
     "Configs are selected on validation data by each search (the same trials per search and "
     "per arm); the headline is the test split of each search's best config, re-run on seeds no "
-    "search trained with, the same seeds for every arm and search.",
+    "search trained with.",
     "Each arm runs K independent searches, each with its own seed; search r of every arm "
     "re-runs its config on the study's seeds + r x 100,000 (common to the arms, other for "
     "each search). A search's score is its config's mean over those seeds. A seed run that "
