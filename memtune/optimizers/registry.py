@@ -354,6 +354,10 @@ LR_EMA_MOMENTUM = FloatParam("lr", 1e-2, 10.0, log=True)
 LR_ADAM = FloatParam("lr", 1e-4, 1e-1, log=True)
 WEIGHT_DECAY = FloatParam("weight_decay", 1e-6, 1e-1, log=True)
 LAM = FloatParam("lam", 1e-2, 1.0, log=True)
+# AM-AdamW's lambda term is 1 + lambda * P with P ~ sqrt(v) under the paper's coupling: on a
+# stiff problem P reaches tens, so only a lambda near 1e-4 leaves its memory free to move (on the
+# reproduction's quadratic, lambda 0.026 ended at 1202.7, lambda 1e-4 at 38.8, AdamW at 48.3).
+LAM_ADAMW = FloatParam("lam", 1e-4, 1.0, log=True)
 TOPC = IntParam("topc", 1, 20, edges=("hard", "soft"))  # at least one critical momentum
 DECAY = FloatParam("decay", 0.5, 0.99, edges=("soft", "hard"))  # a decay below 1
 MOMENTUM = FloatParam("momentum", 0.0, 0.99, edges=("hard", "hard"))
@@ -427,7 +431,7 @@ def builtin_optimizers() -> list[OptimizerSpec]:
             options=opts.AMAdamWOptions,
             summary="AdamW with adaptive memory momentum, one beta per tensor (arXiv 2510.04988)",
             defaults=MappingProxyType({"lr": 1e-3, "lam": 0.1, "weight_decay": 1e-2}),
-            search_space=(LR_ADAM, LAM, WEIGHT_DECAY),
+            search_space=(LR_ADAM, LAM_ADAMW, WEIGHT_DECAY),
             reduces_to=Reduction(
                 "adamw",
                 {"lam": 0.0, "fixed_beta": 0.9, "betas": (0.9, 0.999)},

@@ -24,8 +24,14 @@ def _claim_numbers(text: str) -> list[int]:
     return numbers
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours"
+
+
 def _reproduce(args: argparse.Namespace) -> int:
-    from memtune.reproduce.claims import MODES, build_claims
+    from memtune.reproduce.claims import MODES, build_claims, estimate_seconds
     from memtune.reproduce.report import build_report, render_report
 
     out: Path = args.out or Path("reports") / args.mode
@@ -47,6 +53,14 @@ def _reproduce(args: argparse.Namespace) -> int:
         f"{studies} studies, {trials} trials; results in {out}",
         file=sys.stderr,
     )
+    estimate = estimate_seconds(claims, mode)
+    if estimate is not None:
+        print(
+            f"estimated runtime on 2 CPU cores: {_duration(estimate)} (from the seconds per "
+            "trial-epoch measured at this size; more parallel trials divide it, finished "
+            "studies are kept)",
+            file=sys.stderr,
+        )
     try:
         if any(c.benchmark for c in claims):  # before Ray starts: an idle machine
             run_benchmark(mode, out, echo=lambda line: print(line, file=sys.stderr))
@@ -63,8 +77,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         claims, mode, out, command=command, ray_address=os.environ.get("RAY_ADDRESS")
     )
     path = render_report(out)
-    for claim in report["claims"]:
-        print(f"claim {claim['number']}: {claim['line']} ({claim['line_reason']})")
+    for claim in report.claims:
+        print(f"claim {claim.number}: {claim.line} ({claim.line_reason})")
     print(f"report written to {path}")
     return 0
 
@@ -87,14 +101,14 @@ def add_reproduce_command(commands: argparse._SubParsersAction) -> None:
         dest="mode",
         action="store_const",
         const="quick",
-        help="small budgets: 2 CPU cores in under 30 minutes (the default)",
+        help="small budgets: 2 CPU cores in under an hour (the default)",
     )
     size.add_argument(
         "--full",
         dest="mode",
         action="store_const",
         const="full",
-        help="the budgets for a GPU cluster (hours)",
+        help="the budgets for a GPU cluster (hundreds of CPU hours: the estimate is printed first)",
     )
     size.add_argument(
         "--smoke",

@@ -1,16 +1,18 @@
 """The report's PNG plots, drawn with matplotlib's Agg backend from ``report.json`` alone.
 
-One forest plot per claim (every check's improvement with its 95% interval, the margin of a
-non-inferiority check dashed), and the claim's own plot: learning curves (claim 1), step-time
-ratios (2), search trials against their learning rate with divergences marked (3), basin rates
-(4), escape rate against sharpness (5), test metric against optimizer memory (6); and the
-performance profile across all tasks.
+One forest plot per claim (every check's improvement with its interval, the margin of a
+non-inferiority check marked), and the claim's own plots: learning curves and the
+learning-rate sensitivity with seed bands (claim 1), iteration-time ratios (2), divergence rate
+and final metric against the learning rate with and without warmup (3), basin rates (4),
+escape rate against sharpness (5), test metric against optimizer memory (6); and the
+performance profiles. Every function takes the report's models
+(:mod:`memtune.reproduce.document`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ matplotlib.use("Agg")  # files only: no display, no browser
 
 import matplotlib.pyplot as plt
 
-__all__ = ["draw_claim", "draw_profile"]
+from memtune.reproduce.document import CheckRow, ClaimEntry, Profile, SweepResult
+
+__all__ = ["draw_claim", "draw_profiles"]
 
 COLORS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#6e7781"}
 DPI = 110
@@ -34,34 +38,34 @@ def _save(figure: Any, directory: Path, name: str) -> str:
     return name
 
 
-def _forest(claim: Mapping[str, Any], directory: Path) -> str:
-    rows = claim["checks"]
+def _forest(claim: ClaimEntry, directory: Path) -> str:
+    rows = claim.checks
     figure, axis = plt.subplots(figsize=(8, 0.38 * len(rows) + 1.4))
     for y, row in enumerate(reversed(rows)):
-        color = COLORS[row.get("outcome", "inconclusive")]
-        sd = row.get("sd") or 0.0
-        scale = sd if sd > 0 else 1.0  # standardized, so that tasks share one axis
-        if row.get("improvement") is None:
+        color = COLORS.get(row.outcome, COLORS["inconclusive"])
+        scale = row.sd if row.sd and row.sd > 0 else 1.0  # standardized: tasks share one axis
+        if row.improvement is None or not math.isfinite(row.improvement):
             axis.text(0, y, "no data", va="center", ha="center", fontsize=7, color=color)
             continue
-        centre = row["improvement"] / scale
-        low = row["ci_low"] / scale if row.get("ci_low") is not None else centre
-        high = row["ci_high"] / scale if row.get("ci_high") is not None else centre
+        centre = row.improvement / scale
+        low = row.ci_low / scale if row.ci_low is not None else centre
+        high = row.ci_high / scale if row.ci_high is not None else centre
+        low, high = max(low, -50.0), min(high, 50.0)  # a worst value: the interval is open
         axis.plot([low, high], [y, y], color=color, linewidth=2)
         axis.plot(centre, y, "o", color=color)
-        if row.get("hypothesis") == "non_inferior" and row.get("margin"):
-            axis.plot(-row["margin"] / scale, y, "|", color="black", markersize=12)
+        if row.hypothesis == "non_inferior" and row.margin:
+            axis.plot(-row.margin / scale, y, "|", color="black", markersize=12)
     axis.axvline(0, color="black", linewidth=0.8)
-    axis.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=7)
+    axis.set_yticks(range(len(rows)), [r.label for r in reversed(rows)], fontsize=7)
     axis.set_xlabel(
-        "improvement of the memory optimizer, in sd of its paired improvements\n"
-        "(95% CI; |: the non-inferiority margin; right of 0: the memory optimizer better)",
+        "improvement of the memory optimizer, in sd of the compared values\n"
+        "(interval; |: the non-inferiority margin; right of 0: the memory optimizer better)",
         fontsize=8,
     )
-    axis.set_title(f"Claim {claim['number']}: {claim['line']}", fontsize=10)
+    axis.set_title(f"Claim {claim.number}: {claim.line}", fontsize=10)
     handles = [plt.Line2D([], [], color=c, marker="o", label=o) for o, c in COLORS.items()]
     axis.legend(handles=handles, fontsize=7, loc="lower right")
-    return _save(figure, directory, f"claim{claim['number']}-forest.png")
+    return _save(figure, directory, f"claim{claim.number}-forest.png")
 
 
 def _curves(data: Mapping[str, Any], number: int, directory: Path) -> str:
@@ -90,48 +94,66 @@ def _curves(data: Mapping[str, Any], number: int, directory: Path) -> str:
     return _save(figure, directory, f"claim{number}-curves.png")
 
 
-def _overhead(claim: Mapping[str, Any], directory: Path) -> str:
-    rows = [r for r in claim["checks"] if r.get("improvement") is not None]
+def _overhead(rows: Sequence[CheckRow], number: int, directory: Path) -> str:
+    rows = [r for r in rows if r.source == "bench" and r.improvement is not None]
     figure, axis = plt.subplots(figsize=(8, 0.38 * max(len(rows), 1) + 1.4))
     for y, row in enumerate(reversed(rows)):
-        ratio = math.exp(-row["improvement"])  # memory optimizer / reference
-        low = math.exp(-row["ci_high"]) if row.get("ci_high") is not None else ratio
-        high = math.exp(-row["ci_low"]) if row.get("ci_low") is not None else ratio
-        color = COLORS[row.get("outcome", "inconclusive")]
+        ratio = math.exp(-row.improvement)  # memory optimizer / reference
+        low = math.exp(-row.ci_high) if row.ci_high is not None else ratio
+        high = math.exp(-row.ci_low) if row.ci_low is not None else ratio
+        color = COLORS.get(row.outcome, COLORS["inconclusive"])
         axis.plot([low, high], [y, y], color=color, linewidth=2)
         axis.plot(ratio, y, "o", color=color)
+        step = row.extra.get("step_ratio")
+        if step:
+            axis.plot(step, y, "x", color="#6e7781")
     axis.axvline(1.0, color="black", linewidth=0.8)
     axis.axvline(1.10, color="black", linestyle="--", linewidth=0.8, label="1.10: the margin")
+    axis.plot([], [], "x", color="#6e7781", label="step() alone (median)")
     axis.set_xscale("log")
-    axis.set_yticks(range(len(rows)), [r["label"] for r in reversed(rows)], fontsize=7)
-    axis.set_xlabel("step time: memory optimizer / fused baseline (95% CI)", fontsize=8)
+    axis.set_yticks(range(len(rows)), [r.label for r in reversed(rows)], fontsize=7)
+    axis.set_xlabel("whole-iteration time: memory optimizer / fused baseline (95% CI)", fontsize=8)
     axis.legend(fontsize=7)
-    return _save(figure, directory, f"claim{claim['number']}-overhead.png")
+    return _save(figure, directory, f"claim{number}-overhead.png")
 
 
-def _divergence(data: Mapping[str, Any], number: int, directory: Path) -> str:
-    figure, axes = plt.subplots(1, max(1, len(data)), figsize=(7, 3.4), squeeze=False)
-    for axis, (name, arms) in zip(axes.flat, data.items(), strict=False):
-        finite = [p["value"] for pts in arms.values() for p in pts if p["value"] is not None]
-        top = max(finite) * 1.3 if finite else 1.0
-        for arm, points in arms.items():
-            xs = [p["lr"] for p in points if p["value"] is not None]
-            ys = [p["value"] for p in points if p["value"] is not None]
-            line = axis.plot(xs, ys, "o", label=arm, alpha=0.8)[0]
-            bad = [p["lr"] for p in points if p["value"] is None]
-            axis.plot(bad, [top] * len(bad), "x", color=line.get_color(), markersize=9)
-        axis.axhline(top, color="#cf222e", linewidth=0.6)
-        axis.text(  # x in axes coordinates, y in data: on the line whatever the x scale
-            0.01, top, "x: diverged", transform=axis.get_yaxis_transform(), va="bottom",
-            fontsize=7, color="#cf222e",
-        )  # fmt: skip
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xlabel("learning rate (search trials)", fontsize=8)
-        axis.set_ylabel("final validation metric", fontsize=8)
-        axis.set_title(name, fontsize=9)
-        axis.legend(fontsize=7)
-    return _save(figure, directory, f"claim{number}-divergence.png")
+def _sweep_panels(sweeps: Sequence[SweepResult], number: int, directory: Path, name: str) -> str:
+    """Per sweep: the headline against the learning rate with seed bands (top) and the share
+    of runs that diverged (bottom)."""
+    columns = max(1, len(sweeps))
+    figure, axes = plt.subplots(
+        2, columns, figsize=(4.4 * columns, 5.2), squeeze=False, sharex="col",
+        gridspec_kw={"height_ratios": [3, 1]},
+    )  # fmt: skip
+    for column, sweep in enumerate(sweeps):
+        top, bottom = axes[0][column], axes[1][column]
+        for arm, line in sweep.arms.items():
+            xs = [lr for lr, m in zip(line.lrs, line.mean, strict=True) if m is not None]
+            ys = [m for m in line.mean if m is not None]
+            drawn = top.plot(xs, ys, "-" if arm.startswith("am_") else "--", marker="o",
+                             label=arm)[0]  # fmt: skip
+            band = [
+                (lr, lo, hi)
+                for lr, lo, hi in zip(line.lrs, line.low, line.high, strict=True)
+                if lo is not None and hi is not None
+            ]
+            if band:
+                top.fill_between([b[0] for b in band], [b[1] for b in band],
+                                 [b[2] for b in band], color=drawn.get_color(), alpha=0.15)  # fmt: skip
+            rates = [d / r if r else 0.0 for d, r in zip(line.diverged, line.runs, strict=True)]
+            bottom.plot(line.lrs, rates, marker=".", color=drawn.get_color())
+        top.set_xscale("log")
+        if sweep.mode == "min":
+            top.set_yscale("log")
+        top.set_ylabel(f"{sweep.metric} (mean, 95% seed band)", fontsize=7)
+        top.set_title(sweep.name, fontsize=9)
+        top.legend(fontsize=6)
+        bottom.set_ylim(-0.05, 1.05)
+        bottom.set_ylabel("diverged", fontsize=7)
+        bottom.set_xlabel("learning rate (each arm its own grid)", fontsize=7)
+        for axis in (top, bottom):
+            axis.tick_params(labelsize=6)
+    return _save(figure, directory, f"claim{number}-{name}.png")
 
 
 def _rate_errors(rates: list[Mapping[str, Any]]) -> list[list[float]]:
@@ -217,57 +239,62 @@ def _memory(data: Mapping[str, Any], number: int, directory: Path) -> str:
 
 
 _CAPTIONS = {
-    "curves": "validation metric per epoch, mean of the seed runs",
-    "overhead": "step time ratio, memory optimizer over fused baseline",
-    "divergence": "search trials by learning rate; x: diverged",
+    "curves": "validation metric per epoch, mean of the seed runs (every search)",
+    "sensitivity": "test metric against the learning rate, lambda at its default (seed bands)",
+    "overhead": "whole-iteration time ratio, memory optimizer over fused baseline",
+    "warmup": "final metric and divergence rate against the learning rate",
     "basin": "fraction of random starts ending in the global basin",
     "escape": "escape rate against sharpness",
     "memory": "test metric against optimizer-state memory",
 }
 
 
-def draw_claim(claim: Mapping[str, Any], directory: Path) -> list[tuple[str, str]]:
+def draw_claim(claim: ClaimEntry, directory: Path) -> list[tuple[str, str]]:
     """The claim's plots as (file name, caption), the forest plot first."""
-    number = claim["number"]
+    number = claim.number
     drawn = [(_forest(claim, directory), f"claim {number}: every check's improvement")]
-    data = claim.get("plots", {})
-    for kind, content in data.items():
-        if not content:
-            continue
-        if kind == "curves":
-            name = _curves(content, number, directory)
-        elif kind == "overhead":
-            name = _overhead(claim, directory)
-        elif kind == "divergence":
-            name = _divergence(content, number, directory)
-        elif kind == "basin":
-            name = _rate_bars(content, number, directory)
-        elif kind == "escape":
-            name = _escape(content, number, directory)
-        elif kind == "memory":
-            name = _memory(content, number, directory)
-        else:
-            continue
-        drawn.append((name, f"claim {number}: {_CAPTIONS[kind]}"))
+    data = claim.plots
+    if data.get("curves"):
+        drawn.append((_curves(data["curves"], number, directory), "curves"))
+    if claim.sweeps:
+        kind = "warmup" if number == 3 else "sensitivity"
+        drawn.append((_sweep_panels(claim.sweeps, number, directory, kind), kind))
+    if any(row.source == "bench" and row.improvement is not None for row in claim.checks):
+        drawn.append((_overhead(claim.checks, number, directory), "overhead"))
+    if data.get("basin"):
+        drawn.append((_rate_bars(data["basin"], number, directory), "basin"))
+    if data.get("escape"):
+        drawn.append((_escape(data["escape"], number, directory), "escape"))
+    if data.get("memory"):
+        drawn.append((_memory(data["memory"], number, directory), "memory"))
+    return [
+        (name, caption if caption.startswith("claim") else f"claim {number}: {_CAPTIONS[caption]}")
+        for name, caption in drawn
+    ]
+
+
+def draw_profiles(profiles: Sequence[Profile], directory: Path) -> list[tuple[str, str]]:
+    """One figure per family: the profile in gradient evaluations beside the one in seconds."""
+    families: dict[str, list[Profile]] = {}
+    for profile in profiles:
+        families.setdefault(profile.name, []).append(profile)
+    drawn = []
+    palette = plt.get_cmap("tab10")
+    for index, (family, panels) in enumerate(families.items()):
+        figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
+        for axis, profile in zip(axes.flat, panels, strict=True):
+            for i, (arm, line) in enumerate(profile.arms.items()):
+                axis.step(
+                    profile.taus, line.fraction, where="post", color=palette(i % 10),
+                    linestyle=("-", "--", "-.", ":")[i % 4], linewidth=1.6,
+                    label=f"{arm}",
+                )  # fmt: skip
+            axis.set_xlim(1, 4)
+            axis.set_ylim(0, 1.02)
+            axis.set_xlabel(f"tau: cost in {profile.unit} within tau x the cheapest", fontsize=8)
+            axis.set_ylabel(f"fraction of the {len(profile.workloads)} workloads", fontsize=8)
+            axis.set_title(f"{family}: {profile.unit}", fontsize=9)
+            axis.legend(fontsize=6)
+        drawn.append((_save(figure, directory, f"profile-{index + 1}.png"),
+                      f"performance profile: {family}"))  # fmt: skip
     return drawn
-
-
-def draw_profile(profile: Mapping[str, Any], directory: Path) -> str:
-    figure, axis = plt.subplots(figsize=(7, 4.2))
-    palette = plt.get_cmap("tab20")
-    for index, (arm, line) in enumerate(profile["arms"].items()):
-        axis.step(
-            profile["taus"],
-            line["fraction"],
-            where="post",
-            color=palette(index % 20),
-            linestyle=("-", "--", "-.", ":")[index % 4],
-            linewidth=1.6,
-            label=f"{arm} ({line['studies']} studies)",
-        )
-    axis.set_xlim(1, 4)
-    axis.set_ylim(0, 1.02)
-    axis.set_xlabel("tau: time to target within tau x the fastest arm", fontsize=8)
-    axis.set_ylabel("fraction of studies", fontsize=8)
-    axis.legend(fontsize=6, ncol=2)
-    return _save(figure, directory, "profile.png")

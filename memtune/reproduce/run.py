@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 BENCH_FILE = "bench.json"
-# The memory optimizers whose overhead claim 2 judges, and the baseline each is timed against.
-OVERHEAD_PAIRS = {"am_sgd": "sgd", "am_adamw": "adamw"}
-_BASELINE_OPTIONS = {"sgd": {"momentum": 0.9}}
 
 
 def study_file(out: Path, name: str) -> Path:
@@ -126,88 +124,165 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# The step benchmark (claim 2)
+# The iteration benchmark (claim 2)
 # --------------------------------------------------------------------------------------------
 
-
-def _mlp(width: int):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
-    )
+# Each optimizer at its defaults (the step's cost does not depend on the values), SGD with
+# momentum as in claim 1's references; baselines take torch's fused kernel, the memory
+# optimizers their default path (compiled on CPU), as in the studies.
+_BENCH_OPTIONS: dict[str, dict[str, Any]] = {"sgd": {"momentum": 0.9}}
+STEPS_PER_ROUND = 5
 
 
-def _optimizer(name: str, params: list, fused: bool):
-    from memtune.optimizers import OPTIMIZERS
+class _MLPTraining:
+    """The benchmark's MLP on a fixed random batch: forward, backward, step."""
 
-    spec = OPTIMIZERS.get(name)
-    options = dict(_BASELINE_OPTIONS.get(name, {}))
-    if fused and spec.supports_fused:
-        options["fused"] = True  # the baseline's fastest path on this device
-    return spec.build(params, **options)
+    def __init__(self, width: int, optimizer: str) -> None:
+        import torch
+        from torch import nn
+
+        from memtune.optimizers import OPTIMIZERS
+
+        torch.manual_seed(0)
+        self.model = nn.Sequential(
+            nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+            nn.Linear(width, 10),
+        )  # fmt: skip
+        spec = OPTIMIZERS.get(optimizer)
+        options = dict(_BENCH_OPTIONS.get(optimizer, {}))
+        if spec.supports_fused:
+            options["fused"] = True
+        self.optimizer = spec.build(self.model.parameters(), **options)
+        generator = torch.Generator().manual_seed(0)
+        self.inputs = torch.randn(128, 784, generator=generator)
+        self.targets = torch.randint(0, 10, (128,), generator=generator)
+
+    def iteration(self) -> float:
+        """One iteration; returns the seconds of ``optimizer.step()`` alone."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(self.model(self.inputs), self.targets).backward()
+        started = time.perf_counter()
+        self.optimizer.step()
+        return time.perf_counter() - started
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def impl(self) -> str:
+        return getattr(self.optimizer, "last_impl", None) or (
+            "fused" if self.optimizer.defaults.get("fused") else "default"
+        )
+
+
+class _TaskTraining:
+    """A memtune task's own training step (``TrialTraining``), cycling over its batches."""
+
+    def __init__(self, task: str, options: Mapping[str, Any], optimizer: str, smoke: bool) -> None:
+        from memtune.workers.training import TrialTraining, _implementation
+
+        self.training = TrialTraining(
+            task=task,
+            task_options=options,
+            optimizer=optimizer,
+            hyperparameters=_BENCH_OPTIONS.get(optimizer, {}),
+            seed=0,
+            smoke=smoke,
+            epochs=1,
+        )
+        self.batches = list(self.training.task.batches(0))
+        self.position = 0
+        self._implementation = _implementation
+
+    def iteration(self) -> float:
+        batch = self.batches[self.position % len(self.batches)]
+        self.position += 1
+        _, step_seconds = self.training._step(batch)
+        return step_seconds
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.training.task.model.parameters())
+
+    @property
+    def impl(self) -> str:
+        return self._implementation(self.training.optimizer, self.training.device)
 
 
 def run_benchmark(mode: Mode, out: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Seconds of ``optimizer.step()`` alone, per round, for each memory optimizer of claim 2
-    and its baseline's fused step, on the same MLP with the same gradients; rounds interleave
-    the optimizers so that machine noise hits them alike. Kept in ``<out>/data/bench.json``
+    """Whole training iterations (forward, backward, step) and ``optimizer.step()`` alone, per
+    round, for each memory optimizer of claim 2 and its fused baseline, on the MLP and on
+    claim 1's tasks; rounds interleave the optimizers so that machine noise hits them alike.
+    Runs before any study (nothing else on the machine); kept in ``<out>/data/bench.json``
     (reused when its settings match)."""
     import torch
 
+    from memtune.reproduce.claims import OVERHEAD_PAIRS, bench_workloads
+
     path = out / "data" / BENCH_FILE
-    settings = {"width": mode.bench_width, "rounds": mode.bench_rounds, "steps_per_round": 5}
+    settings = {
+        "width": mode.bench_width,
+        "rounds": mode.bench_rounds,
+        "steps_per_round": STEPS_PER_ROUND,
+        "workloads": list(bench_workloads(mode)),
+        "task_options": {t: dict(mode.task_options.get(t, {})) for t in mode.tasks_claim1},
+        "smoke": mode.smoke,
+    }
     if path.exists():
         kept = json.loads(path.read_text())
         if kept.get("settings") == settings:
-            echo("step benchmark: done in an earlier run, kept")
+            echo("benchmark: done in an earlier run, kept")
             return kept
     names = [n for pair in OVERHEAD_PAIRS.items() for n in pair]
-    models = {name: _mlp(mode.bench_width) for name in names}
-    params = {name: list(model.parameters()) for name, model in models.items()}
-    optimizers = {name: _optimizer(name, params[name], fused=True) for name in names}
-    generator = torch.Generator().manual_seed(0)
-    grads = [
-        [torch.randn(p.shape, generator=generator) for p in params[names[0]]] for _ in range(4)
-    ]
-
-    def steps(name: str, count: int, offset: int) -> float:
-        total = 0.0
-        for i in range(count):
-            for p, g in zip(params[name], grads[(offset + i) % len(grads)], strict=True):
-                p.grad = g.clone()
-            start = time.perf_counter()
-            optimizers[name].step()
-            total += time.perf_counter() - start
-        return total / count
-
     started = time.monotonic()
-    for name in names:  # compile, and fault in the state, before anything is timed
-        steps(name, 3, 0)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(mode.bench_rounds):
-        order = names[round_ % len(names) :] + names[: round_ % len(names)]
-        for name in order:
-            times[name].append(steps(name, settings["steps_per_round"], round_))
-    impls = {
-        name: getattr(opt, "last_impl", None)
-        or ("fused" if opt.defaults.get("fused") else "default")
-        for name, opt in optimizers.items()
-    }
-    result = {
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    result: dict[str, Any] = {
         "settings": settings,
-        "parameters": sum(p.numel() for p in params[names[0]]),
         "device": "cpu",
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "times": times,
-        "impls": impls,
-        "seconds": round(time.monotonic() - started, 1),
+        "iteration": {},
+        "step": {},
+        "impls": {},
+        "parameters": {},
+        "evaluations_per_iteration": {},
     }
+    for workload in settings["workloads"]:
+        runs: dict[str, Any] = {}
+        for name in names:
+            if workload == "mlp":
+                runs[name] = _MLPTraining(mode.bench_width, name)
+            else:
+                options = mode.task_options.get(workload, {})
+                runs[name] = _TaskTraining(workload, options, name, mode.smoke)
+        for run in runs.values():  # compile, and fault in the state, before anything is timed
+            for _ in range(3):
+                run.iteration()
+        iteration: dict[str, list[float]] = {name: [] for name in names}
+        step: dict[str, list[float]] = {name: [] for name in names}
+        for round_ in range(mode.bench_rounds):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for name in order:
+                total = inside = 0.0
+                for _ in range(STEPS_PER_ROUND):
+                    begun = time.perf_counter()
+                    inside += runs[name].iteration()
+                    total += time.perf_counter() - begun
+                iteration[name].append(total / STEPS_PER_ROUND)
+                step[name].append(inside / STEPS_PER_ROUND)
+        result["iteration"][workload] = iteration
+        result["step"][workload] = step
+        result["impls"][workload] = {name: run.impl for name, run in runs.items()}
+        result["parameters"][workload] = runs[names[0]].parameters
+        result["evaluations_per_iteration"][workload] = dict.fromkeys(names, 1.0)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    result["load_before"] = load  # the 1-minute load average: was the machine idle
     write_json(path, result)
     echo(
-        f"step benchmark: {result['parameters']:,} parameters, {mode.bench_rounds} rounds, {result['seconds']:.0f} s"
+        f"benchmark: {len(settings['workloads'])} workloads, {mode.bench_rounds} rounds, "
+        f"{result['seconds']:.0f} s"
     )
     return result

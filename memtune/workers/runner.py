@@ -490,6 +490,12 @@ class StudyRunner:
             metric=spec.resolved_metric,
             mode=spec.resolved_mode,
             done={k: v for k, v in self._done_searches().items() if k in searches},
+            pinned={
+                self._plan(arm, Phase.SEARCH, search.seed, search.index).search_key
+                for arm in spec.arms
+                if not spec.searched(arm)
+                for search in spec.searches(arm)
+            },
         )
         asha = functools.partial(
             ASHAScheduler, time_attr="epoch", max_t=spec.budget.epochs, **ASHA_OPTIONS

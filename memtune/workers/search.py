@@ -65,6 +65,9 @@ class StudySearcher(Searcher):
         done: searches that already ran (a study being extended): per search key, its best
             hyperparameters (None: nothing converged); they are not searched again and only
             their plans in ``seed_runs`` are issued, with that config.
+        pinned: the searches of arms that search nothing (every setting fixed): there is no
+            config to select, so their seed runs run even when the one search trial diverged
+            (a sweep must see a setting diverge on its seeds, not lose them).
     """
 
     def __init__(
@@ -78,8 +81,11 @@ class StudySearcher(Searcher):
         metric: str,
         mode: str,
         done: dict[str, dict[str, Any] | None] | None = None,
+        pinned: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.pinned = set(pinned)
+        self.pinned_configs: dict[str, dict[str, Any]] = {}
         self.searchers = searchers
         self.budget, self.epochs, self.startup = budget, epochs, startup
         self.seed_runs = seed_runs
@@ -125,6 +131,8 @@ class StudySearcher(Searcher):
             self.issue_order[trial_id] = len(self.issue_order)
             self.trial_arm[trial_id] = (arm, Phase.SEARCH)
             self.trial_hyperparameters[trial_id] = hyperparameters_of(config)
+            if arm in getattr(self, "pinned", ()):
+                self.pinned_configs[arm] = self.trial_hyperparameters[trial_id]
             return config
         if len(self.best) == len(self.searchers):
             return Searcher.FINISHED  # every search is over and every seed run was issued
@@ -161,7 +169,9 @@ class StudySearcher(Searcher):
     def _best_of(self, arm: str) -> dict[str, Any] | None:
         """One best config, chosen once: the best value, of equal values the earliest trial."""
         if not self.finished[arm]:
-            return None  # nothing converged: no config to re-run
+            # Nothing converged: no config to re-run, unless every setting is pinned (then the
+            # one possible config is re-run anyway; None in a searcher pickled before this).
+            return getattr(self, "pinned_configs", {}).get(arm)
         sign = 1 if self.mode == "min" else -1
         _, _, best = min(self.finished[arm], key=lambda item: (sign * item[0], item[1]))
         return best
