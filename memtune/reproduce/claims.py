@@ -166,11 +166,13 @@ class Mode:
     bench_rounds: int = 20
     tasks_claim1: tuple[str, ...] = ("quadratic", "logreg", "fashion_cnn", "char_lm")
     landscape_lrs: tuple[float, ...] = (0.01, 0.1)  # claim 4: every arm at each of these
-    warmup_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)  # claim 3
+    # claim 3: up to where AdamW without warmup diverges (a first quick run saw no run of any
+    # arm diverge up to 1.0)
+    warmup_lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
     warmup_seeds: int = 3
     warmup_epochs: int = 20
-    sensitivity_tasks: tuple[str, ...] = ("quadratic", "logreg")
-    sensitivity_points: int = 7  # grid points over each arm's registry lr range
+    sensitivity_tasks: tuple[str, ...] = ("quadratic", "logreg", "fashion_cnn", "char_lm")
+    sensitivity_points: int = 13  # over each arm's registry lr range: quarter decades
     sensitivity_seeds: int = 3
     # Seconds of one trial-epoch per task on 2 CPU cores at this mode's size (measured in a
     # quick run): the runtime estimate printed before a reproduction starts.
@@ -230,15 +232,17 @@ MODES: dict[str, Mode] = {
         },
         sharpness=(2.0, 4.0, 8.0, 16.0),
         random_starts=24,
+        # Measured in the quick run of 2026-12-05: each task's study seconds x 2 (trials run
+        # two at a time) / (trials x epochs).
         epoch_seconds={
-            "quadratic": 0.05,
-            "logreg": 0.1,
-            "fashion_cnn": 1.2,
-            "char_lm": 0.9,
-            "char_lm-warmup": 0.4,
-            "goldstein_price": 0.05,
-            "ackley": 0.05,
-            "sharp_flat": 0.05,
+            "quadratic": 0.09,
+            "logreg": 0.07,
+            "fashion_cnn": 0.91,
+            "char_lm": 0.3,
+            "char_lm-warmup": 0.22,
+            "goldstein_price": 0.1,
+            "ackley": 0.09,
+            "sharp_flat": 0.08,
         },
         notes=(
             "small models and data subsets (Fashion-MNIST: 6,000 training images, a CNN of "
@@ -265,23 +269,23 @@ MODES: dict[str, Mode] = {
         random_starts=100,
         bench_width=4096,
         bench_rounds=50,
-        warmup_lrs=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0, 2.0),
+        warmup_lrs=(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
         warmup_seeds=8,
         warmup_epochs=40,
-        sensitivity_tasks=("quadratic", "logreg", "fashion_cnn", "char_lm"),
-        sensitivity_points=13,
+        sensitivity_points=25,
         sensitivity_seeds=5,
         # 2-CPU seconds per trial-epoch at full size: the quick figures scaled by data and
-        # model size (an estimate; a GPU divides the heavy tasks' figures several times).
+        # model size (fashion_cnn: 8x the images, ~10x the work per image at width 32;
+        # char_lm: 7x the text, ~16x the LSTM at 256 units); a GPU divides the heavy ones.
         epoch_seconds={
-            "quadratic": 0.3,
-            "logreg": 0.1,
-            "fashion_cnn": 60.0,
-            "char_lm": 60.0,
-            "char_lm-warmup": 4.0,
+            "quadratic": 0.2,
+            "logreg": 0.07,
+            "fashion_cnn": 70.0,
+            "char_lm": 33.0,
+            "char_lm-warmup": 4.5,
             "goldstein_price": 0.1,
-            "ackley": 0.1,
-            "sharp_flat": 0.1,
+            "ackley": 0.09,
+            "sharp_flat": 0.16,
         },
     ),
 }

@@ -92,8 +92,10 @@ def add_reproduce_command(commands: argparse._SubParsersAction) -> None:
         "Ray, or the cluster at RAY_ADDRESS), then writes OUT/report.md with PNG plots and "
         "OUT/report.json, the numbers behind them: per claim its checks, Holm-adjusted p-values, "
         "intervals and one line (reproduced / not reproduced / mixed / inconclusive) that "
-        "follows from them by the rule the report states. Finished studies are kept: an "
-        "interrupted run goes on where it stopped.",
+        "follows from them by the rule the report states. Claims 1 and 6 compare optimizers "
+        "(several independent searches per arm, compared over their scores), claims 3 to 5 "
+        "fixed settings over many seeds, claim 2 a benchmark of whole training iterations run "
+        "first, alone. Finished studies are kept: an interrupted run goes on where it stopped.",
     )
     size = reproduce.add_mutually_exclusive_group()
     size.add_argument(

@@ -315,7 +315,7 @@ def detectable_effect(
     level alpha / comparisons: paired over ``n`` pairs (mean / sd of the differences), or
     two samples of ``n`` searches each (difference / pooled sd). None when the exact test
     cannot reach p < alpha after Holm at all."""
-    if unit == "searches":
+    if unit == "searches":  # two samples of n; every other unit is paired
         if n < 2 or stats.min_attainable_rank_sum_p(n, comparisons) >= ALPHA:
             return None
         df, scale = 2 * n - 2, math.sqrt(2 / n)
@@ -391,7 +391,7 @@ def judge_claim(claim: ClaimEntry) -> ClaimEntry:
         f"{counts['supported']} of {k} checks supported, {counts['contradicted']} contradicted, "
         f"{counts['inconclusive']} inconclusive (Holm over the {k}), at {claim.budget}"
     )
-    tested = [row for row in checks if not row.missing and row.source != "bench"]
+    tested = [row for row in checks if not row.missing]
     unit = tested[0].unit if tested else "seeds"
     n = min((row.arm_n if row.unit == "searches" else row.pairs) for row in tested) if tested else 0
     if unit == "searches":

@@ -329,6 +329,8 @@ def _sweep_tables(claim: ClaimEntry) -> list[str]:
                 if line.near_optimal
                 else "-"
             )
+            if line.best_lr is not None and line.best_lr in (line.lrs[0], line.lrs[-1]):
+                near += " (best at the grid's edge: the range may be too narrow)"
             lines.append(
                 f"| {arm} | " + " | ".join(cells)
                 + f" | {_fmt(line.best_lr)} | {near} | {_fmt(line.width_decades, 2)} |"
@@ -481,10 +483,10 @@ def _profile_section(report: Report, plot_dir: Path) -> list[str]:
         "Per family of optimizers, every profiled arm on every workload (a task of the claim's "
         "searched studies; sharp_flat and the toy landscapes are left out). A workload's target "
         "is fixed by the search trials alone, before any seed run, and belongs to no arm: the "
-        "median over every search of every arm of its selected trial's validation value. An "
-        "arm's cost is the median over its seed runs (every search) of the cost to first meet "
-        "the target, in gradient evaluations and in seconds of training (two trials ran at a "
-        "time); infinite when most runs never met it. The curve is the fraction of workloads "
+        "validation value that three quarters of all searches' selected trials reached (every "
+        "arm). An arm's cost is the median over its seed runs (every search) of the cost at "
+        "the end of the epoch that first met the target, in gradient evaluations and in "
+        "seconds of training (two trials ran at a time); infinite when most runs never met it. The curve is the fraction of workloads "
         "whose cost is within tau x the cheapest arm's, tau from 1 to 4.",
         "",
     ]

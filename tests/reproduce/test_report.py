@@ -14,9 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from memtune.reproduce import judge
+from memtune.reproduce.claims import build_claims
+from memtune.reproduce.document import REPORT_SCHEMA, Report
 from memtune.reproduce.judge import LINES
 from memtune.reproduce.report import REPORT_JSON, REPORT_MD, render_report
 from memtune.service.cli import main
+from memtune.studies.verdict import SCHEMA_VERSION
+
+COMMITTED = Path(__file__).resolve().parents[2] / "reports" / "quick"
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -53,7 +59,7 @@ def test_smoke_reproduction_has_one_section_and_one_line_per_claim(smoke):
         line = re.search(r"\*\*Line: (.+?)\.\*\*", section)
         assert line and line[1] in LINES, number
         assert f"claim {number}: {line[1]} " in stdout
-        assert "| check | test | pairs |" in section  # the numbers the line follows from
+        assert "| check | test | compared |" in section  # the numbers the line follows from
     report = json.loads((out / REPORT_JSON).read_text())
     assert report["mode"] == "smoke" and report["command"] == "memtune reproduce --smoke"
     assert report["versions"]["torch"] and report["devices"] == ["cpu"]
@@ -69,7 +75,11 @@ def test_every_plot_of_the_report_exists_and_is_a_valid_png(smoke):
     for number in range(1, 7):  # a forest plot and the claim's own plot
         assert len(re.findall(r"!\[[^\]]*\]\(plots/", _section(markdown, number))) >= 2, number
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert "plots/profile.png" in images
+    assert {
+        "plots/profile-1.png",
+        "plots/claim1-sensitivity.png",
+        "plots/claim3-warmup.png",
+    } <= set(images)
     for image in images:
         assert not image.startswith(("http:", "https:", "//")), image  # nothing fetched
         data = (out / image).read_bytes()
@@ -94,6 +104,7 @@ def test_a_number_changed_in_the_json_changes_the_line(smoke, tmp_path):
             pairs=30,
             missing=None,
             errored=[],
+            extra={},
         )
     (out / REPORT_JSON).write_text(json.dumps(report))
     render_report(out)
@@ -126,7 +137,7 @@ def test_the_report_renders_with_the_network_cut(smoke, tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     render_report(out)
-    assert (out / REPORT_MD).exists() and (out / "plots" / "profile.png").exists()
+    assert (out / REPORT_MD).exists() and (out / "plots" / "profile-1.png").exists()
 
 
 @pytest.mark.slow
@@ -135,7 +146,7 @@ def test_a_second_run_keeps_the_finished_studies(smoke, tmp_path):
     shutil.copytree(smoke[0], out)
     done = _reproduce("--smoke", "--claims", "3", "--out", str(out))
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "c3-char_lm-warmup: done in an earlier run, kept" in done.stderr
+    assert "c3-warmup-lr-0: done in an earlier run, kept" in done.stderr
     assert "claim 3: " in done.stdout and "claim 1: " not in done.stdout
 
 
@@ -146,3 +157,38 @@ def test_bad_claim_numbers_and_a_missing_report_are_refused(tmp_path, capsys):
     assert "claims: numbers from 1 to 6" in capsys.readouterr().err
     assert main(["reproduce", "--render-only", "--out", str(tmp_path)]) == 2
     assert "no report.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_trial_of_claims_four_and_five_ran_the_settings_the_report_names(smoke):
+    """The stored config of every trial (search and seed runs alike) is the pinned one."""
+    out, _ = smoke
+    for claim in build_claims("smoke"):
+        if claim.number not in (4, 5):
+            continue
+        for spec in claim.studies:
+            document = json.loads((out / "data" / "studies" / f"{spec.name}.json").read_text())
+            fixed = {arm.label: arm.fixed for arm in spec.arms}
+            assert document["trials"]
+            for trial in document["trials"].values():
+                assert trial["config"] == fixed[trial["arm"]], (spec.name, trial["arm"])
+
+
+@pytest.mark.slow
+def test_a_swept_setting_that_diverges_is_counted_on_its_seeds(smoke):
+    """lr 10 diverges AM-SGD on the quadratic: its seeds run anyway and count as diverged."""
+    out, _ = smoke
+    report = Report.model_validate_json((out / REPORT_JSON).read_text())
+    sweep = next(s for s in report.claims[0].sweeps if s.name == "c1-quadratic-lr")
+    assert sweep.arms["am_sgd"].diverged[-1] == sweep.arms["am_sgd"].runs[-1] == 2
+
+
+def test_the_committed_report_is_of_this_codes_schemas():
+    """Bump JUDGE_SCHEMA (or the verdict's SCHEMA_VERSION) whenever a change alters what a
+    report would say, and regenerate the report: this fails until then."""
+    report = Report.model_validate_json((COMMITTED / REPORT_JSON).read_text())
+    assert report.report_schema == REPORT_SCHEMA
+    assert report.verdict_schema == SCHEMA_VERSION
+    assert report.judge_schema == judge.JUDGE_SCHEMA
+    assert all(s.verdict_schema == SCHEMA_VERSION for s in report.studies.values())
+    assert report.mode == "quick" and all(s.status == "completed" for s in report.studies.values())

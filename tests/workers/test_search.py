@@ -174,3 +174,28 @@ def test_a_modelled_trial_waits_for_every_earlier_trial_of_its_search():
     searcher.on_trial_complete("b", {"val_accuracy": 0.6, "epoch": 2})
     assert searcher.suggest("c")["lr"] == 0.3
     assert searcher.suggest("d") is None  # c is modelled on a and b; d waits for c too
+
+
+def test_a_pinned_arm_reruns_its_one_config_on_its_seeds_even_when_the_search_trial_diverged():
+    """An arm that searches nothing has no config to select: a sweep must see its setting
+    diverge (or not) on every seed, not lose the seeds because the search trial diverged."""
+
+    def searcher(pinned: set[str]) -> StudySearcher:
+        return StudySearcher(
+            {"sgd": _Scripted(_plan(Phase.SEARCH, 0), [3.0])},
+            budget=1,
+            seed_runs={"sgd": [_plan(Phase.SEED, 1), _plan(Phase.SEED, 2)]},
+            epochs={"sgd": 2},
+            metric="val_accuracy",
+            mode="max",
+            pinned=pinned,
+        )
+
+    searched, pinned = searcher(set()), searcher({"sgd"})
+    for s in (searched, pinned):
+        s.suggest("a")
+        s.on_trial_complete("a", {"val_accuracy": math.nan, "epoch": 1})  # diverged
+    assert searched.best["sgd"] is None and searched.suggest("s") == Searcher.FINISHED
+    assert pinned.best["sgd"] == {"lr": 3.0}
+    reruns = [pinned.suggest(f"s{i}")["run"] for i in range(2)]
+    assert [r.seed for r in reruns] == [1, 2] and all(r.hparams == {"lr": 3.0} for r in reruns)
