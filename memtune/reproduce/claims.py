@@ -106,6 +106,7 @@ class Sweep:
     arms: tuple[str, ...]
     lrs: Mapping[str, tuple[float, ...]]
     studies: tuple[str, ...]
+    failure: float | None = None  # a final headline above this failed to train (claim 3)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ class Claim:
     design: str  # how memtune tests it, and what it departs from
     studies: tuple[StudySpec, ...]
     checks: tuple[Check, ...]
+    # Reported with their own Holm family, outside the claim's line: comparisons the paper does
+    # not make (claim 1: AM-AdamW in the scale-invariant coupling).
+    secondary: tuple[Check, ...] = ()
     benchmark: bool = False  # judged on the whole-iteration benchmark (claim 2)
     plots: tuple[str, ...] = ()  # the claim's own plots, besides the forest plot
     sweeps: tuple[Sweep, ...] = ()
@@ -299,10 +303,10 @@ class _Builder:
 
     def searches(self, checks: int) -> int:
         """The fewest searches per arm whose best case reaches p < 0.05 after Holm over the
-        claim's ``checks`` (at least 6, the verdict's default)."""
+        claim's ``checks`` with one search lost (at least 6, the verdict's default)."""
         if self.mode.fixed_searches is not None:
             return self.mode.fixed_searches
-        return max(6, stats.searches_for_power(checks))
+        return max(6, stats.searches_for_power(checks) + 1)
 
     def starts(self, checks: int, *, at_least: int = 0) -> list[int]:
         """Seeds 1..n for fixed-setting studies: the fewest whose best case reaches p < 0.05
@@ -393,12 +397,18 @@ def _lr_grid(optimizer: str, points: int) -> tuple[float, ...]:
 # Claim 1: adaptive memory against constant momentum, optimizer against optimizer
 # ----------------------------------------------------------------------------------------------
 
-# The arms of claim 1 that are memory optimizers, and the references each is judged against.
+# The arms of claim 1 that are memory optimizers, and the references each is judged against:
+# constant momentum 0.9 with a tuned lr (the paper: AM beats it) and momentum searched too (the
+# paper: AM needs no momentum tuning, i.e. matches it: non-inferiority).
 CLAIM1_CHECKS = {
-    "am_sgd": ("sgd", "sgd_m0.9"),
-    "am_adamw": ("adamw", "adamw_b0.9"),
-    "am_adamw_si": ("adamw", "adamw_b0.9"),
+    "am_sgd": {"sgd_m0.9": "superior", "sgd": "non_inferior"},
+    "am_adamw": {"adamw_b0.9": "superior", "adamw": "non_inferior"},
 }
+# Reported beside claim 1, outside its line: the coupling the paper does not propose.
+CLAIM1_SECONDARY = {"am_adamw_si": CLAIM1_CHECKS["am_adamw"]}
+# Claim 1's non-inferiority margins, fixed before any study ran: 0.5 accuracy points, 2% of a
+# loss or a perplexity (on the log scale).
+CLAIM1_MARGINS = {"fashion_cnn": ("linear", 0.005)}
 SENSITIVITY_ARMS = ("am_sgd", "sgd_m0.9", "am_adamw", "adamw_b0.9")
 
 
@@ -436,14 +446,27 @@ def _sensitivity(b: _Builder) -> tuple[list[StudySpec], list[Sweep]]:
     return studies, sweeps
 
 
+def _claim1_checks(tasks: tuple[str, ...], arms: Mapping[str, Mapping[str, str]]) -> list[Check]:
+    checks = []
+    for task in tasks:
+        # Losses and perplexities compared as ratios (log scale; the rank tests are the same on
+        # either scale), accuracy in points.
+        scale, margin = CLAIM1_MARGINS.get(task, ("log", PERPLEXITY_MARGIN))
+        for arm, references in arms.items():
+            study = f"c1-{task}-{'am_sgd' if arm == 'am_sgd' else 'am_adamw'}"
+            for reference, hypothesis in references.items():
+                checks.append(
+                    Check(study, arm, reference, hypothesis,  # type: ignore[arg-type]
+                          margin if hypothesis == "non_inferior" else 0.0, scale)
+                )  # fmt: skip
+    return checks
+
+
 def _claim1(b: _Builder) -> Claim:
     tasks = b.mode.tasks_claim1
-    checks: list[Check] = []
-    for task in tasks:
-        scale: Scale = "log" if task == "char_lm" else "linear"  # perplexity: a ratio
-        for arm, references in CLAIM1_CHECKS.items():
-            study = f"c1-{task}-{'am_sgd' if arm == 'am_sgd' else 'am_adamw'}"
-            checks += [Check(study, arm, reference, scale=scale) for reference in references]
+    checks = _claim1_checks(tasks, CLAIM1_CHECKS)
+    secondary = _claim1_checks(tasks, CLAIM1_SECONDARY)
+    family = len(checks)  # the secondary checks' own family is half as large
     studies = []
     for task in tasks:
         studies.append(
@@ -455,7 +478,7 @@ def _claim1(b: _Builder) -> Claim:
                     {"optimizer": "sgd"},  # momentum searched in [0, 0.99]
                     {"optimizer": "sgd", "name": "sgd_m0.9", "fixed": {"momentum": 0.9}},
                 ],
-                len(checks),
+                family,
             )
         )
         studies.append(
@@ -472,7 +495,7 @@ def _claim1(b: _Builder) -> Claim:
                     {"optimizer": "adamw", "space": {"beta1": {}}},  # beta1 in [0, 0.99]
                     {"optimizer": "adamw", "name": "adamw_b0.9"},  # beta1 = 0.9, torch's
                 ],
-                len(checks),
+                family,
             )
         )
     sensitivity, sweeps = _sensitivity(b)
@@ -483,14 +506,18 @@ def _claim1(b: _Builder) -> Claim:
         "from convex problems to image classification and language modelling, and need no "
         "momentum tuning.",
         paper=AM_PAPER,
-        design="Optimizer against optimizer: per task, AM-SGD against SGD with its momentum "
-        "searched in [0, 0.99] and SGD at momentum 0.9; AM-AdamW, in the paper's coupling "
-        "(am_adamw) and the scale-invariant one (am_adamw_si), against AdamW with beta1 "
-        "searched in [0, 0.99] and AdamW at beta1 0.9. Every arm searches its learning rate "
+        design="Optimizer against optimizer: per task, AM-SGD against SGD at momentum 0.9 "
+        "(superiority: AM better) and SGD with its momentum searched in [0, 0.99] "
+        "(non-inferiority: 'no momentum tuning' means AM matches it, within 0.5 accuracy points "
+        "or 2% of a loss or perplexity); AM-AdamW against AdamW at beta1 0.9 and with beta1 "
+        "searched in [0, 0.99], the same way. AM-AdamW in the scale-invariant coupling "
+        "(am_adamw_si, not the paper's) is reported beside, with its own Holm family, outside "
+        "the line. Every arm searches its learning rate "
         "(AM: its lambda too, AM-AdamW's over [1e-4, 1], log: the paper coupling's harmless "
         "region lies near 1e-4 on stiff problems) and the warmup of a cosine schedule, in "
-        "independent searches of the same number of trials; tested: AM better (two-sided "
-        "rank-sum over search scores). 'No momentum tuning' as the paper states it: lambda at "
+        "independent searches of the same number of trials, compared over their scores (exact "
+        "rank-sum test, Hodges-Lehmann interval). 'No momentum tuning' as the paper states it "
+        "is also shown as a sweep: lambda at "
         "its default (0.1), only the learning rate varied over a grid spanning each "
         "optimizer's registry range, against SGD and AdamW at momentum 0.9; shown as each "
         "arm's test metric against lr with seed bands and the width of its near-optimal lr "
@@ -498,6 +525,7 @@ def _claim1(b: _Builder) -> Claim:
         f"{NEAR_OPTIMAL['max']:g} for an accuracy), measured, not a tested check.",
         studies=(*studies, *sensitivity),
         checks=tuple(checks),
+        secondary=tuple(secondary),
         plots=("curves", "sensitivity"),
         sweeps=tuple(sweeps),
     )
@@ -554,15 +582,24 @@ WARMUP_ARMS = ("am_adamw_nowarmup", "adamw_nowarmup", "adamw_warmup")
 WARMUP_FRACTION = 0.1
 
 
+def uniform_perplexity() -> float:
+    """char_lm's perplexity when every character is guessed alike: its alphabet's size. A run
+    that ends above it has not trained (claim 3 counts it with the diverged). Fixed after a
+    first quick run in which no run of any arm went non-finite up to lr 1, while single seeds
+    of both arms without warmup ended at perplexity 853 and 863 at lr 1."""
+    from memtune.studies import datasets
+
+    return float(len(datasets.english_text()[1]))
+
+
 def _claim3(b: _Builder) -> Claim:
     task = "char_lm"
     lrs = b.mode.warmup_lrs
     names = tuple(f"c3-warmup-lr-{i}" for i in range(len(lrs)))
+    failure = uniform_perplexity()
     checks = (
         Check("c3-warmup", "am_adamw_nowarmup", "adamw_nowarmup", scale="binary",
-              source="stability", pooled=names),
-        Check("c3-warmup", "am_adamw_nowarmup", "adamw_warmup", scale="binary",
-              source="stability", pooled=names),
+              source="stability", threshold=failure, pooled=names),
     )  # fmt: skip
     seeds = list(range(1, b.mode.warmup_seeds + 1))
     options = dict(b.mode.task_options.get("char_lm-warmup", {}))
@@ -597,7 +634,9 @@ def _claim3(b: _Builder) -> Claim:
                 budget={"epochs": b.mode.warmup_epochs},
             )
         )
-    sweep = Sweep("c3-warmup", task, WARMUP_ARMS, dict.fromkeys(WARMUP_ARMS, lrs), names)
+    sweep = Sweep(
+        "c3-warmup", task, WARMUP_ARMS, dict.fromkeys(WARMUP_ARMS, lrs), names, failure=failure
+    )
     return Claim(
         number=3,
         title="AM-AdamW trains stably without learning-rate warmup",
@@ -605,13 +644,16 @@ def _claim3(b: _Builder) -> Claim:
         paper=AM_PAPER,
         design=f"Curves, not a search: char_lm with short sequences and small batches "
         f"({b.mode.warmup_epochs} epochs, a few thousand steps), a constant learning rate at "
-        f"each of {', '.join(f'{lr:g}' for lr in lrs)} (up to where AdamW without warmup "
-        f"diverges), {len(seeds)} seeds each: AM-AdamW without warmup (lambda at its default), "
-        f"AdamW without warmup, AdamW with a linear warmup over the first "
-        f"{WARMUP_FRACTION:.0%} of the steps; every other setting at its default. Tested per "
-        "reference: whether a run stayed finite, paired by learning rate and seed (exact "
-        "McNemar): AM-AdamW without warmup diverges less often. The final metric against the "
-        "learning rate is shown beside it; a diverged run counts as the worst value.",
+        f"each of {', '.join(f'{lr:g}' for lr in lrs)}, {len(seeds)} seeds each: AM-AdamW "
+        f"without warmup (lambda at its default), AdamW without warmup, AdamW with a linear "
+        f"warmup over the first {WARMUP_FRACTION:.0%} of the steps; every other setting at its "
+        "default. A run failed to train when it diverged (a non-finite loss) or ended with a "
+        f"test perplexity above {failure:g}, the alphabet's size (guessing every character "
+        "alike). Tested, paired by learning rate and seed (exact McNemar): AM-AdamW without "
+        "warmup fails less often than AdamW without warmup (the paper: AdamW needs warmup, "
+        "AM-AdamW does not). AdamW with warmup is shown beside, not tested: parity of a 0/1 "
+        "outcome over this many paired runs has no test of useful power. The final metric "
+        "against the learning rate is shown too.",
         studies=tuple(studies),
         checks=checks,
         plots=("warmup",),

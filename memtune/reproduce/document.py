@@ -89,6 +89,7 @@ class SweepArm(_Model):
     low: list[float | None]  # its 95% t-interval (the seed band)
     high: list[float | None]
     diverged: list[int]  # runs that diverged, per lr
+    failed: list[int] = Field(default_factory=list)  # diverged or above the failure threshold
     runs: list[int]
     best_lr: float | None = None
     near_optimal: list[float] = Field(default_factory=list)  # [low lr, high lr]
@@ -101,6 +102,7 @@ class SweepResult(_Model):
     metric: str
     mode: str
     arms: dict[str, SweepArm]
+    failure: float | None = None  # a final headline above this failed to train
 
 
 class TimeToResult(_Model):
@@ -185,6 +187,7 @@ class ClaimEntry(_Model):
     budget: str
     studies: list[str]
     checks: list[CheckRow]
+    secondary: list[CheckRow] = Field(default_factory=list)  # own Holm family, not in the line
     counts: dict[str, int] = Field(default_factory=dict)
     line: str = "inconclusive"
     line_reason: str = ""

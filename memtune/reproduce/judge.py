@@ -225,35 +225,56 @@ def _measure_seeds(row: CheckRow, check: Check, document: Mapping[str, Any] | No
     row.reference_diverged = sum(not math.isfinite(y) for _, y in pairs)
 
 
-def stable_runs(document: Mapping[str, Any]) -> dict[str, dict[int, bool]]:
-    """Per arm, per seed: whether the seed run stayed finite (a diverged or failed run did
-    not). Only seed runs count: the one search trial of a fixed setting is not a sample."""
+def stable_runs(
+    document: Mapping[str, Any], failure: float | None = None
+) -> tuple[dict[str, dict[int, bool]], list[int]]:
+    """Per arm, per seed: whether the seed run trained (it did not diverge, and its final
+    headline is not above ``failure``, for a metric to minimize); and the seeds whose run
+    errored (after its retry: a failure of the machine, not of the optimizer). Only seed runs
+    count: the one search trial of a fixed setting is not a sample."""
+    headline = document["verdict"].get("headline_metric") or document["verdict"]["metric"]
     runs: dict[str, dict[int, bool]] = {}
+    errored = []
     for trial in document["trials"].values():
         if trial["phase"] != "seed":
             continue
-        runs.setdefault(trial["arm"], {})[int(trial["seed"])] = trial["state"] == "completed"
-    return runs
+        seed = int(trial["seed"])
+        if trial["state"] == "error":
+            errored.append(seed)
+        trained = trial["state"] == "completed"
+        if trained and failure is not None:
+            final = _number(trial["epochs"][-1].get(headline)) if trial["epochs"] else None
+            trained = final is not None and math.isfinite(final) and final <= failure
+        runs.setdefault(trial["arm"], {})[seed] = trained
+    return runs, sorted(set(errored))
 
 
 def _measure_stability(
     row: CheckRow, check: Check, documents: Mapping[str, Mapping[str, Any] | None]
 ) -> None:
-    """A sweep's runs paired by (study, seed): did each stay finite."""
+    """A sweep's runs paired by (study, seed): did each train. A pair with a run missing on
+    either side makes the check incomplete (never dropped: the runs that go missing are the
+    ones that failed)."""
     oriented: list[tuple[float, float]] = []
-    missing = []
+    missing, errored = [], []
     for name in check.pooled:
         document = documents.get(name)
         if document is None or document.get("status") != "completed":
             missing.append(name)
             continue
-        runs = stable_runs(document)
+        runs, failed = stable_runs(document, check.threshold)
+        errored += failed
         mine, theirs = runs.get(check.arm, {}), runs.get(check.reference, {})
-        oriented += [(float(mine[s]), float(theirs[s])) for s in mine if s in theirs]
+        seeds = set(document["spec"].get("seeds") or ()) | set(mine) | set(theirs)
+        if any(s not in mine or s not in theirs for s in seeds):
+            missing.append(f"{name} (seed runs missing)")
+            continue
+        oriented += [(float(mine[s]), float(theirs[s])) for s in sorted(seeds)]
     if missing:
-        raise LookupError(f"sweep studies not completed: {', '.join(missing)}")
+        raise LookupError(f"sweep studies not complete: {', '.join(missing)}")
     _paired_numbers(row, oriented)
-    row.arm_diverged = sum(x < 0.5 for x, _ in oriented)
+    row.errored = sorted(set(errored))
+    row.arm_diverged = sum(x < 0.5 for x, _ in oriented)  # failed to train, per the threshold
     row.reference_diverged = sum(y < 0.5 for _, y in oriented)
 
 
@@ -362,10 +383,8 @@ def _check_outcome(row: CheckRow, k: int) -> tuple[str, str | None]:
     return "inconclusive", reason
 
 
-def judge_claim(claim: ClaimEntry) -> ClaimEntry:
-    """Holm across the claim's checks, a label per check, the claim's line and its reason:
-    written into ``claim`` and returned."""
-    checks = claim.checks
+def _judge_family(checks: list[CheckRow]) -> None:
+    """Holm across ``checks``, and each one's label and smallest detectable effect."""
     k = len(checks)
     adjusted = stats.holm([row.p_value for row in checks])
     for row, p_adjusted in zip(checks, adjusted, strict=True):
@@ -374,6 +393,17 @@ def judge_claim(claim: ClaimEntry) -> ClaimEntry:
         n = row.arm_n if row.unit == "searches" else row.pairs
         effect = detectable_effect(n, k, unit=row.unit) if row.sd else None
         row.detectable = effect * row.sd if effect and row.sd else None
+
+
+def judge_claim(claim: ClaimEntry) -> ClaimEntry:
+    """Holm across the claim's checks, a label per check, the claim's line and its reason:
+    written into ``claim`` and returned. Its secondary checks form a family of their own and
+    do not enter the line."""
+    checks = claim.checks
+    k = len(checks)
+    _judge_family(checks)
+    if claim.secondary:
+        _judge_family(claim.secondary)
     counts = {
         o: sum(row.outcome == o for row in checks)
         for o in ("supported", "contradicted", "inconclusive")

@@ -140,7 +140,8 @@ def _sweep_panels(sweeps: Sequence[SweepResult], number: int, directory: Path, n
             if band:
                 top.fill_between([b[0] for b in band], [b[1] for b in band],
                                  [b[2] for b in band], color=drawn.get_color(), alpha=0.15)  # fmt: skip
-            rates = [d / r if r else 0.0 for d, r in zip(line.diverged, line.runs, strict=True)]
+            bad = line.failed or line.diverged
+            rates = [d / r if r else 0.0 for d, r in zip(bad, line.runs, strict=True)]
             bottom.plot(line.lrs, rates, marker=".", color=drawn.get_color())
         top.set_xscale("log")
         if sweep.mode == "min":
@@ -149,7 +150,7 @@ def _sweep_panels(sweeps: Sequence[SweepResult], number: int, directory: Path, n
         top.set_title(sweep.name, fontsize=9)
         top.legend(fontsize=6)
         bottom.set_ylim(-0.05, 1.05)
-        bottom.set_ylabel("diverged", fontsize=7)
+        bottom.set_ylabel("diverged" if sweep.failure is None else "failed to train", fontsize=7)
         bottom.set_xlabel("learning rate (each arm its own grid)", fontsize=7)
         for axis in (top, bottom):
             axis.tick_params(labelsize=6)

@@ -158,9 +158,18 @@ def rates(summary: StudySummary, threshold: float | None) -> dict[str, dict[str,
 # --------------------------------------------------------------------------------------------
 
 
-def _near_optimal(lrs: Sequence[float], means: Sequence[float | None], mode: str) -> tuple:
+def _near_optimal(
+    lrs: Sequence[float],
+    means: Sequence[float | None],
+    mode: str,
+    clean: Sequence[bool] | None = None,
+) -> tuple:
     """The best grid point and the contiguous run of learning rates around it whose mean lies
-    within NEAR_OPTIMAL of it: (best lr, [low lr, high lr], width in decades)."""
+    within NEAR_OPTIMAL of it: (best lr, [low lr, high lr], width in decades). A learning rate
+    where a run diverged or failed (``clean`` False) is neither: its mean over the runs left
+    would reward an unstable setting."""
+    clean = list(clean) if clean is not None else [True] * len(means)
+    means = [m if ok else None for m, ok in zip(means, clean, strict=True)]
     sign = 1.0 if mode == "max" else -1.0
     scored = [(i, sign * m) for i, m in enumerate(means) if m is not None]
     if not scored:
@@ -185,6 +194,7 @@ def sweep_result(sweep: Sweep, documents: Mapping[str, Any]) -> SweepResult | No
     """Per arm and learning rate: the headline's mean over seeds with its t-interval, and how
     many runs diverged; the best learning rate and the width of the near-optimal ones."""
     values: dict[str, list[list[float]]] = {arm: [] for arm in sweep.arms}
+    failed: dict[str, list[int]] = {arm: [] for arm in sweep.arms}
     metric = mode = None
     for name in sweep.studies:
         document = documents.get(name)
@@ -194,7 +204,10 @@ def sweep_result(sweep: Sweep, documents: Mapping[str, Any]) -> SweepResult | No
         metric, mode = verdict.headline_metric or verdict.metric, verdict.mode
         arms = {a.arm: a for a in verdict.arms}
         for arm in sweep.arms:
-            values[arm].append([float(v) for v in arms[arm].seed_values.values()])
+            at_lr = [float(v) for v in arms[arm].seed_values.values()]
+            values[arm].append(at_lr)
+            limit = math.inf if sweep.failure is None else sweep.failure
+            failed[arm].append(sum(not (math.isfinite(v) and v <= limit) for v in at_lr))
     result: dict[str, SweepArm] = {}
     for arm in sweep.arms:
         means, lows, highs, diverged, runs = [], [], [], [], []
@@ -207,14 +220,17 @@ def sweep_result(sweep: Sweep, documents: Mapping[str, Any]) -> SweepResult | No
             diverged.append(len(at_lr) - len(finite))
             runs.append(len(at_lr))
         lrs = list(sweep.lrs[arm])
-        best, interval_, width = _near_optimal(lrs, means, mode or "min")
+        clean = [f == 0 for f in failed[arm]]
+        best, interval_, width = _near_optimal(lrs, means, mode or "min", clean)
         result[arm] = SweepArm(
             lrs=lrs, mean=means, low=lows, high=highs, diverged=diverged, runs=runs,
+            failed=failed[arm] if sweep.failure is not None else [],
             best_lr=best, near_optimal=interval_, width_decades=width,
         )  # fmt: skip
     return SweepResult(
-        name=sweep.name, task=sweep.task, metric=metric or "", mode=mode or "min", arms=result
-    )
+        name=sweep.name, task=sweep.task, metric=metric or "", mode=mode or "min", arms=result,
+        failure=sweep.failure,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,11 +257,17 @@ def _costs_to_target(
     documents: Sequence[Mapping[str, Any]], target: float, metric: str, mode: str
 ) -> dict[str, dict[str, list[float]]]:
     """Per arm, per unit: each seed run's cost when its validation metric first met
-    ``target`` (inf: never, or diverged first)."""
+    ``target`` (inf: never, or diverged first); the seed runs of counted searches only."""
     costs: dict[str, dict[str, list[float]]] = {}
     for document in documents:
+        counted = {
+            (arm["arm"], search["index"])
+            for arm in document["verdict"]["arms"]
+            for search in arm["searches"]
+            if not search.get("set_aside")
+        }
         for trial in document["trials"].values():
-            if trial["phase"] != "seed":
+            if trial["phase"] != "seed" or (trial["arm"], trial.get("repeat", 0)) not in counted:
                 continue
             evaluations = seconds = math.inf
             for epoch in trial["epochs"]:
@@ -278,7 +300,7 @@ def profiles(name: str, claim: Claim, documents: Mapping[str, Any]) -> list[Prof
     before any seed run, is the validation value that three quarters of all searches' selected
     trials reached (every arm, every study of the task); an arm's cost is the median over its
     seed runs (every search) of the cost at the end of the epoch that first met it, inf when
-    most never did; tau from 1 to 4."""
+    at least half never did; tau from 1 to 4."""
     targets: dict[str, float] = {}
     metrics: dict[str, str] = {}
     costs: dict[str, dict[str, dict[str, float]]] = {"evaluations": {}, "seconds": {}}

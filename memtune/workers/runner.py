@@ -286,14 +286,16 @@ class StudyRunner:
         return kept
 
     def _done_searches(self) -> dict[str, dict[str, Any] | None]:
-        """Per search key kept from an earlier run: the config its seed runs trained."""
+        """Per search key kept from an earlier run: the config its seed runs trained (an arm
+        that searches nothing: its one config, even when its search trial diverged)."""
+        pinned = {arm.label for arm in self.spec.arms if not self.spec.searched(arm)}
         done: dict[str, dict[str, Any] | None] = {}
         for record in self.records.values():
             key = search_key(record.arm, record.repeat)
             if record.phase == Phase.SEED:
                 done[key] = record.config
             else:
-                done.setdefault(key, None)
+                done.setdefault(key, record.config if record.arm in pinned else None)
         return done
 
     # -- the study -----------------------------------------------------------------------------

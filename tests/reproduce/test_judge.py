@@ -259,37 +259,51 @@ def test_an_errored_seed_or_a_missing_study_makes_the_check_inconclusive():
     assert judged.line == "inconclusive"
 
 
-def _sweep_study(states: dict[str, dict[int, str]]) -> dict:
+def _sweep_study(states: dict[str, dict[int, str]], finals: dict[str, float] | None = None) -> dict:
+    """A completed sweep study: each seed run's state, and its final test perplexity (10, or
+    ``finals[arm]``)."""
     trials = {
-        f"{arm}-{seed}": {"arm": arm, "phase": "seed", "seed": seed, "state": state, "epochs": []}
+        f"{arm}-{seed}": {
+            "arm": arm, "phase": "seed", "seed": seed, "state": state,
+            "epochs": [{"test_perplexity": (finals or {}).get(arm, 10.0)}],
+        }
         for arm, by_seed in states.items()
         for seed, state in by_seed.items()
-    }
+    }  # fmt: skip
     trials["search"] = {"arm": "am", "phase": "search", "seed": 99, "state": "diverged"}
-    return {"status": "completed", "verdict": {}, "trials": trials}
+    seeds = sorted({seed for by_seed in states.values() for seed in by_seed})
+    verdict = {"metric": "val_perplexity", "headline_metric": "test_perplexity"}
+    return {"status": "completed", "verdict": verdict, "trials": trials, "spec": {"seeds": seeds}}
 
 
-def test_stability_pairs_runs_by_learning_rate_and_seed_and_counts_divergence_against_its_arm():
+def test_stability_pairs_runs_by_learning_rate_and_seed_and_counts_failures_against_their_arm():
     seeds = range(1, 5)
-    low = _sweep_study(
-        {"am": dict.fromkeys(seeds, "completed"), "ref": dict.fromkeys(seeds, "completed")}
-    )
-    high = _sweep_study(
-        {"am": dict.fromkeys(seeds, "completed"), "ref": dict.fromkeys(seeds, "diverged")}
-    )
-    top = _sweep_study({"am": {1: "diverged", 2: "completed", 3: "completed", 4: "completed"},
-                        "ref": dict.fromkeys(seeds, "diverged")})  # fmt: skip
+    fine = dict.fromkeys(seeds, "completed")
+    low = _sweep_study({"am": fine, "ref": fine})
+    high = _sweep_study({"am": fine, "ref": dict.fromkeys(seeds, "diverged")})
+    # Finite but worse than guessing every character alike: failed to train.
+    top = _sweep_study({"am": fine, "ref": fine}, finals={"ref": 853.0})
     names = ("lr-0", "lr-1", "lr-2")
-    check = Check("sweep", "am", "ref", scale="binary", source="stability", pooled=names)
+    check = Check("sweep", "am", "ref", scale="binary", source="stability", threshold=103.0,
+                  pooled=names)  # fmt: skip
     row = judge.measure(check, dict(zip(names, (low, high, top), strict=True)))
     assert row.pairs == 12  # one pair per lr and seed; the search trial is not a sample
-    assert (row.arm_diverged, row.reference_diverged) == (1, 8)
-    assert row.p_value == pytest.approx(
-        stats.mcnemar_p([True] * 11 + [False], [True] * 4 + [False] * 8)
-    )
+    assert (row.arm_diverged, row.reference_diverged) == (0, 8)
+    assert row.p_value == pytest.approx(stats.mcnemar_p([True] * 12, [True] * 4 + [False] * 8))
     assert _judged([row]).checks[0].outcome == "supported"
     incomplete = judge.measure(check, {"lr-0": low, "lr-1": high})
     assert "lr-2" in incomplete.missing
+
+
+def test_a_stability_pair_with_a_run_missing_or_errored_is_not_dropped_silently():
+    seeds = range(1, 5)
+    fine = dict.fromkeys(seeds, "completed")
+    lost = _sweep_study({"am": fine, "ref": {1: "completed", 2: "completed"}})  # 3, 4 missing
+    check = Check("sweep", "am", "ref", scale="binary", source="stability", pooled=("lr-0",))
+    assert "seed runs missing" in judge.measure(check, {"lr-0": lost}).missing
+    errored = _sweep_study({"am": {**fine, 4: "error"}, "ref": fine})
+    row = _judged([judge.measure(check, {"lr-0": errored})]).checks[0]
+    assert row.errored == [4] and row.outcome == "inconclusive"
 
 
 def _bench(am: list[float], ref: list[float]) -> BenchResult:

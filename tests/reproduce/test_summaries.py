@@ -21,6 +21,11 @@ def test_the_near_optimal_learning_rates_are_the_run_around_the_best_within_five
     # A gap breaks the run: 1.03 at 1e-3 is near the best but not next to it.
     _, interval, _ = summaries._near_optimal(lrs, [1.03, 2.0, 1.0, None, 1.0], "min")
     assert interval == [1e-1, 1e-1]
+    # A learning rate where a run failed is neither best nor near-optimal.
+    best, interval, _ = summaries._near_optimal(
+        lrs, [5.0, 2.0, 1.0, 1.04, 3.0], "min", [True, True, False, True, True]
+    )
+    assert (best, interval) == (1.0, [1.0, 1.0])
     # Accuracy: within one point, absolute.
     _, interval, width = summaries._near_optimal(lrs, [0.5, 0.89, 0.9, 0.895, 0.88], "max")
     assert interval == [1e-2, 1.0] and width == pytest.approx(2.0)
@@ -54,7 +59,9 @@ def test_a_sweep_counts_diverged_runs_and_leaves_them_out_of_the_mean():
     assert am.lrs == [0.1, 1.0] and am.diverged == [0, 2] and am.runs == [3, 3]
     assert am.mean == pytest.approx([1.1, 0.9])
     assert am.low[1] is None  # one finite run: no seed band
-    assert am.best_lr == 1.0 and result.metric == "test_loss"
+    assert am.best_lr == 0.1 and result.metric == "test_loss"  # not the lr where 2 diverged
+    failing = Sweep(sweep.name, sweep.task, sweep.arms, sweep.lrs, sweep.studies, failure=1.15)
+    assert summaries.sweep_result(failing, documents).arms["am"].failed == [1, 2]
     assert summaries.sweep_result(sweep, {"s-0": documents["s-0"]}) is None
 
 

@@ -305,3 +305,47 @@ def test_node_inventory_reports_each_nodes_resources_and_installed_names():
     (node,) = node_inventory()
     assert node["cpus"] == 2 and node["gpus"] == 0 and node["address"]
     assert "digits_mlp" in node["tasks"] and "adam_cm" in node["optimizers"]
+
+
+_INTERRUPTED = """
+import os, signal, sys
+from memtune.workers.cluster import configure_ray_environment, ray_cluster
+configure_ray_environment()
+from memtune.studies.spec import parse_spec
+from memtune.workers.runner import StudyRunner
+from memtune.workers.sinks import JsonFileSink
+
+spec = parse_spec({
+    "name": "interrupted", "task": "digits_mlp", "smoke": True,
+    "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "adam"}],
+    "budget": {"searches": 1, "trials_per_search": 4, "epochs": 20000}, "seeds": [1, 2],
+})
+
+def ctrl_c(runner):  # Ctrl-C as soon as a trial has reported
+    os.kill(os.getpid(), signal.SIGINT)
+
+with ray_cluster(num_cpus=2):
+    try:
+        StudyRunner(spec, JsonFileSink(sys.argv[1]), progress=ctrl_c).run()
+    except KeyboardInterrupt:
+        print("interrupted")
+        sys.exit(130)
+print("returned")
+"""
+
+
+def test_ctrl_c_interrupts_a_study_and_never_records_it_finished(tmp_path):
+    """Tune's own SIGINT handler ended fit() normally, and a reproduction interrupted during a
+    study stored it "completed" with the trials it had (0): a resume then kept it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.json"
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED, str(path)],
+        capture_output=True, text=True, timeout=240,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+    )  # fmt: skip
+    assert done.returncode == 130 and "interrupted" in done.stdout, done.stderr[-3000:]
+    document = json.loads(path.read_text())
+    assert document["status"] != "completed" and "verdict" not in document

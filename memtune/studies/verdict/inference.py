@@ -33,7 +33,9 @@ RULES = (
     "re-runs its config on the study's seeds + r x 100,000 (common to the arms, other for "
     "each search). A search's score is its config's mean over those seeds. A seed run that "
     "diverged or failed (after its retry) makes its search's score the worst value, as does a "
-    "search none of whose trials ran every epoch without diverging or failing.",
+    "search none of whose trials ran every epoch without diverging or failing (an arm that "
+    "searches nothing has one config, which its seeds re-run even when its search trial "
+    "diverged).",
     "Per arm against the baseline, over the search scores of each (the searches both arms "
     f"finished): 'better' / 'worse' when the Holm-adjusted two-sided exact rank-sum p is below "
     f"{ALPHA} and the Hodges-Lehmann interval of the shift (at least 95%) lies on the same "
