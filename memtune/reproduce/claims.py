@@ -92,7 +92,7 @@ class Check:
 
     @property
     def label(self) -> str:
-        kind = {"basin": " (basin)", "stability": " (runs that did not diverge)"}
+        kind = {"basin": " (basin)", "stability": " (runs that trained)"}
         return f"{self.study}: {self.arm} vs {self.reference}" + kind.get(self.source, "")
 
 

@@ -26,6 +26,7 @@ from memtune.reproduce.document import CheckRow, ClaimEntry, Profile, SweepResul
 
 __all__ = ["draw_claim", "draw_profiles"]
 
+CLIP = 8.0  # the forest plot's axis: +-8 standard deviations
 COLORS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#6e7781"}
 DPI = 110
 
@@ -50,9 +51,15 @@ def _forest(claim: ClaimEntry, directory: Path) -> str:
         centre = row.improvement / scale
         low = row.ci_low / scale if row.ci_low is not None else centre
         high = row.ci_high / scale if row.ci_high is not None else centre
-        low, high = max(low, -50.0), min(high, 50.0)  # a worst value: the interval is open
+        # An interval reaching a diverged search's worst value is open: drawn to the edge of
+        # the axis with an arrow head, so that one row does not squash the others.
+        if low < -CLIP:
+            axis.plot(-CLIP, y, "<", color=color)
+        if high > CLIP:
+            axis.plot(CLIP, y, ">", color=color)
+        low, high = max(low, -CLIP), min(high, CLIP)
         axis.plot([low, high], [y, y], color=color, linewidth=2)
-        axis.plot(centre, y, "o", color=color)
+        axis.plot(max(min(centre, CLIP), -CLIP), y, "o", color=color)
         if row.hypothesis == "non_inferior" and row.margin:
             axis.plot(-row.margin / scale, y, "|", color="black", markersize=12)
     axis.axvline(0, color="black", linewidth=0.8)
@@ -64,7 +71,8 @@ def _forest(claim: ClaimEntry, directory: Path) -> str:
     )
     axis.set_title(f"Claim {claim.number}: {claim.line}", fontsize=10)
     handles = [plt.Line2D([], [], color=c, marker="o", label=o) for o, c in COLORS.items()]
-    axis.legend(handles=handles, fontsize=7, loc="lower right")
+    axis.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axis.set_xlim(-CLIP * 1.08, CLIP * 1.08)
     return _save(figure, directory, f"claim{claim.number}-forest.png")
 
 
