@@ -161,9 +161,12 @@ class TasksPublic(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or unavailable (503) when a dependency does not answer")
     database: str
     open_mode: bool = Field(description="no API keys: open on the loopback interface only")
+    down: list[str] = Field(
+        default_factory=list, description="the dependencies that do not answer (database)"
+    )
 
 
 class StudyExtension(BaseModel):

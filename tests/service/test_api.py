@@ -39,7 +39,7 @@ def server(tmp_path):
 def test_open_mode_without_keys_accepts_requests_and_says_so(server):
     with server.client() as client:
         health = client.get("/health").json()
-        assert health == {"status": "ok", "database": "sqlite", "open_mode": True}
+        assert health == {"status": "ok", "database": "sqlite", "open_mode": True, "down": []}
         created = client.post("/studies", json=SMOKE)
     assert created.status_code == 201
     study = created.json()
@@ -426,3 +426,38 @@ def test_cancel_running_study_stops_trials(worker_server):
         noticed = time.monotonic() - requested
         assert cancelled["trials_done"] < cancelled["trials_total"]
         print(f"cancel noticed and trials stopped in {noticed:.1f} s")
+
+
+@pytest.mark.postgres
+def test_a_database_that_blinks_is_a_503_with_retry_after_and_health_names_it():
+    """While PostgreSQL does not answer (a proxy drops every connection for 4 s), every answer
+    is 503 with Retry-After in the one error shape, never a 500; /health says the database is
+    down, and everything answers again once it is back."""
+    from tests.service.conftest import _postgres_database
+    from tests.tcp_proxy import BlinkingProxy
+
+    url, drop = _postgres_database()
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    proxy = BlinkingProxy(host, int(port))
+    api = RunningServer(url.replace(host_port, f"127.0.0.1:{proxy.port}"))
+    try:
+        with api.client() as client:
+            assert client.get("/health").json() == {
+                "status": "ok", "database": "postgresql", "open_mode": True, "down": [],
+            }  # fmt: skip
+            assert client.get("/studies").status_code == 200
+            proxy.blink(4)
+            health = client.get("/health")
+            assert health.status_code == 503 and health.headers["Retry-After"] == "5"
+            assert health.json()["down"] == ["database"]
+            studies = client.get("/studies?limit=7")  # not a cached answer
+            assert studies.status_code == 503 and studies.headers["Retry-After"] == "5"
+            assert studies.json()["detail"][0]["type"] == "unavailable"
+            time.sleep(4.5)
+            assert client.get("/health").status_code == 200
+            assert client.get("/studies?limit=8").status_code == 200
+    finally:
+        api.stop()
+        proxy.close()
+        drop()

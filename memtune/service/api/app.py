@@ -3,7 +3,8 @@
 Every error, whatever raised it, answers ``{"detail": [{"loc", "msg", "type"}]}`` (the
 ``ErrorResponse`` schema each operation documents): 401 no valid key, 404 missing or not
 yours, 409 state conflict, 413 body too large, 422 bad input naming the field, 429 too many
-studies queued or running.
+studies queued or running, 503 the database does not answer (with ``Retry-After``: a blink,
+not a bug; ``/health`` then says which dependency is down).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memtune.service import services
 from memtune.service.api.dashboard import router as dashboard_router
-from memtune.service.api.routes import router
+from memtune.service.api.routes import RETRY_AFTER_S, router
 from memtune.service.cache import ResponseCache
 from memtune.service.config import Settings
 from memtune.service.store.repository import NotFound
@@ -178,6 +180,16 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     async def unauthorized(request: Request, error: services.Unauthorized) -> JSONResponse:
         response = _error(401, ["header", "X-API-Key"], str(error), "unauthorized")
         response.headers["WWW-Authenticate"] = "ApiKey"
+        return response
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        # A connection refused or dropped: the client should come back, not report a bug.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    type(getattr(error, "orig", error)).__name__)  # fmt: skip
+        response = _error(503, [], "the database does not answer; retry shortly", "unavailable")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
     @app.exception_handler(Exception)

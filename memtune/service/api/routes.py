@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response, status
 from pydantic import BaseModel, TypeAdapter
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from memtune.service import services
 from memtune.service.api.deps import (
@@ -42,6 +43,9 @@ SPEC_EXAMPLE = {
     "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
     "budget": {"searches": 6, "trials_per_search": 3, "epochs": 3},
 }
+# What a client waits before it asks again while the database does not answer: about the time
+# a dropped PostgreSQL connection (a restart, a failover, a proxy's blink) takes to come back.
+RETRY_AFTER_S = 5
 # Ids are 32-bit in the store: larger ones are answered 422 by validation, not by the database.
 Id = Annotated[int, Path(ge=1, le=2_147_483_647)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="items to skip")]
@@ -55,8 +59,11 @@ def _errors(*codes: int) -> dict[int | str, dict]:
         413: "the body is over the configured size",
         422: "bad input; loc names the field",
         429: "too many of your studies are queued or running",
+        503: "the database does not answer: retry after the Retry-After seconds",
     }
-    return {code: {"model": ErrorResponse, "description": described[code]} for code in codes}
+    return {
+        code: {"model": ErrorResponse, "description": described[code]} for code in (*codes, 503)
+    }
 
 
 # Ended resources change only through this API (cancel, extend: the cache is cleared); others
@@ -318,8 +325,25 @@ def list_tasks(offset: Offset = 0, limit: Annotated[int, Query(ge=1, le=100)] = 
     return services.list_tasks(offset=offset, limit=limit)
 
 
-@router.get("/health", response_model=Health, tags=["catalogue"])
-def health(db: DatabaseDep, settings: SettingsDep) -> Health:
-    return Health(
-        status="ok", database=db.engine.dialect.name, open_mode=services.is_open(db, settings)
-    )
+@router.get(
+    "/health",
+    response_model=Health,
+    tags=["catalogue"],
+    responses={503: {"model": Health, "description": "a dependency does not answer: see down"}},
+)
+def health(db: DatabaseDep, settings: SettingsDep, response: Response) -> Health:
+    """Whether this API can serve: 200, or 503 naming the dependencies that do not answer (a
+    readiness probe takes the pod out of service and brings it back)."""
+    try:
+        db.ping()
+        open_mode = services.is_open(db, settings)
+    except (OperationalError, InterfaceError):
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return Health(
+            status="unavailable",
+            database=db.engine.dialect.name,
+            open_mode=False,
+            down=["database"],
+        )
+    return Health(status="ok", database=db.engine.dialect.name, open_mode=open_mode)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -59,6 +59,12 @@ class Database:
         if upgrade:
             migrate(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def ping(self) -> None:
+        """One round trip to the database; raises SQLAlchemy's OperationalError when it does
+        not answer."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
