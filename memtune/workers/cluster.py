@@ -41,11 +41,6 @@ def configure_ray_environment() -> None:
         if "RAY_AUTH_MODE" not in os.environ:
             os.environ["RAY_AUTH_MODE"] = "token"
             os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    # Ctrl-C (SIGINT) raises KeyboardInterrupt through Tuner.fit(). Tune's own handler instead
-    # ends fit() normally, and the study would be recorded as finished with the trials it had
-    # (a reproduction interrupted during c6-fashion_cnn stored it "completed" with 0 trials).
-    # The experiment's snapshot, every TUNE_GLOBAL_CHECKPOINT_S, is what a resume continues.
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # Tune's CSV/JSON/TensorBoard loggers: memtune streams results to its own sink instead.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     # Tune's console tables: memtune shows its own progress (verbose=0 is honoured by the

@@ -331,6 +331,10 @@ class StudyRunner:
                         tuner.fit()
                     if self.cancelled:
                         raise StudyCancelled("the study was cancelled")
+                    if self._interrupted():
+                        # Ctrl-C: Tune's handler ends fit() as if the study were done. It is
+                        # not: never record a verdict of the trials it happened to have.
+                        raise KeyboardInterrupt("the study was interrupted before it ended")
                     verdict = build_verdict(self.spec, self.records.values())
                 except StudyCancelled:
                     self.sink.study_cancelled()
@@ -344,6 +348,16 @@ class StudyRunner:
             del _LIVE[self.experiment_key]
             if self.experiment_path is None:
                 shutil.rmtree(storage, ignore_errors=True)
+
+    def _interrupted(self) -> bool:
+        """After fit(): a trial still running, or (this process's searcher, no time limit)
+        searches or seed runs never issued, is what an interrupted fit() leaves behind."""
+        if any(not record.state.ended for record in self.records.values()):
+            return True
+        searcher = getattr(self, "_searcher", None)  # None: a resumed experiment's own
+        if searcher is None or self.spec.budget.time_limit_s:
+            return False
+        return len(searcher.best) < len(searcher.searchers) or bool(searcher.seed_queue)
 
     def _check_optimizers(self) -> None:
         """The second step of a spec's validation: each arm's optimizer is built with its
@@ -480,7 +494,7 @@ class StudyRunner:
     def _tuner(self, storage: str) -> tune.Tuner:
         spec = self.spec
         searches = self._searches()
-        searcher = StudySearcher(
+        searcher = self._searcher = StudySearcher(
             {key: search for key, (search, _, _) in searches.items()},
             budget=spec.budget.trials_per_search,
             # With several searches per arm, a search's configs must not depend on timing (the
