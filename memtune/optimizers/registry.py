@@ -355,8 +355,8 @@ LR_ADAM = FloatParam("lr", 1e-4, 1e-1, log=True)
 WEIGHT_DECAY = FloatParam("weight_decay", 1e-6, 1e-1, log=True)
 LAM = FloatParam("lam", 1e-2, 1.0, log=True)
 # AM-AdamW's lambda term is 1 + lambda * P with P ~ sqrt(v) under the paper's coupling: on a
-# stiff problem P reaches tens, so only a lambda near 1e-4 leaves its memory free to move (on the
-# reproduction's quadratic, lambda 0.026 ended at 1202.7, lambda 1e-4 at 38.8, AdamW at 48.3).
+# stiff problem P reaches tens, so only a lambda near 1e-4 leaves its memory free to move (the
+# figures on the reproduction's quadratic are in docs/benchmarks.md).
 LAM_ADAMW = FloatParam("lam", 1e-4, 1.0, log=True)
 TOPC = IntParam("topc", 1, 20, edges=("hard", "soft"))  # at least one critical momentum
 DECAY = FloatParam("decay", 0.5, 0.99, edges=("soft", "hard"))  # a decay below 1

@@ -376,11 +376,6 @@ def _pinned(optimizer: str, lr: float, **fixed: Any) -> dict[str, Any]:
     the report says instead of a random draw of the rest."""
     spec = OPTIMIZERS.get(optimizer)
     pinned = {p.name: spec.defaults[p.name] for p in spec.space(fixed) if p.name in spec.defaults}
-    for p in spec.space(fixed):  # a searched setting without a default: its torch default
-        if p.name not in pinned and p.name not in fixed and p.name != "lr":
-            field_ = spec.options.model_fields.get(p.name)
-            if field_ is not None and field_.default is not None:
-                pinned[p.name] = field_.default
     return {**pinned, **fixed, "lr": lr}
 
 
@@ -585,8 +580,8 @@ WARMUP_FRACTION = 0.1
 def uniform_perplexity() -> float:
     """char_lm's perplexity when every character is guessed alike: its alphabet's size. A run
     that ends above it has not trained (claim 3 counts it with the diverged). Fixed after a
-    first quick run in which no run of any arm went non-finite up to lr 1, while single seeds
-    of both arms without warmup ended at perplexity 853 and 863 at lr 1."""
+    first quick run in which no run of any arm went non-finite up to lr 1 (docs/benchmarks.md
+    has what that run showed)."""
     from memtune.studies import datasets
 
     return float(len(datasets.english_text()[1]))

@@ -173,7 +173,7 @@ def _measure_searches(row: CheckRow, check: Check, document: Mapping[str, Any] |
     row.ci_low = shift.low if shift else None
     row.ci_high = shift.high if shift else None
     row.confidence = shift.confidence if shift else None
-    row.sd = _pooled_sd(mine, theirs)
+    row.sd = stats.pooled_sd(mine, theirs)
     row.p_value = stats.rank_sum_p(moved, theirs)
     row.direction = stats.rank_sum_direction(moved, theirs)
     raw_mine = [float(x) for x, _ in both if math.isfinite(float(x))]
@@ -190,17 +190,6 @@ def _measure_searches(row: CheckRow, check: Check, document: Mapping[str, Any] |
         "scores": [x for x, _ in both],
         "reference_scores": [y for _, y in both],
     }
-
-
-def _pooled_sd(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """The two samples' pooled standard deviation over finite values."""
-    fa = [v for v in a if math.isfinite(v)]
-    fb = [v for v in b if math.isfinite(v)]
-    if len(fa) + len(fb) < 3 or len(fa) < 1 or len(fb) < 1:
-        return None
-    ss = sum((v - statistics.fmean(fa)) ** 2 for v in fa)
-    ss += sum((v - statistics.fmean(fb)) ** 2 for v in fb)
-    return math.sqrt(ss / (len(fa) + len(fb) - 2)) or None
 
 
 def _measure_seeds(row: CheckRow, check: Check, document: Mapping[str, Any] | None) -> None:

@@ -182,7 +182,7 @@ class _TaskTraining:
     """A memtune task's own training step (``TrialTraining``), cycling over its batches."""
 
     def __init__(self, task: str, options: Mapping[str, Any], optimizer: str, smoke: bool) -> None:
-        from memtune.workers.training import TrialTraining, _implementation
+        from memtune.workers.training import TrialTraining
 
         self.training = TrialTraining(
             task=task,
@@ -195,7 +195,6 @@ class _TaskTraining:
         )
         self.batches = list(self.training.task.batches(0))
         self.position = 0
-        self._implementation = _implementation
 
     def iteration(self) -> float:
         batch = self.batches[self.position % len(self.batches)]
@@ -209,7 +208,9 @@ class _TaskTraining:
 
     @property
     def impl(self) -> str:
-        return self._implementation(self.training.optimizer, self.training.device)
+        from memtune.workers.training import _implementation
+
+        return _implementation(self.training.optimizer, self.training.device)
 
 
 def run_benchmark(mode: Mode, out: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,6 +92,18 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
     # arm and epoch, and scipy's t.interval costs ~0.5 ms a call.
     half = _t_quantile(confidence, len(data) - 1) * float(data.std(ddof=1)) / math.sqrt(len(data))
     return Interval(mean, mean - half, mean + half, len(data))
+
+
+def pooled_sd(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two samples' pooled standard deviation over their finite values; None with fewer than
+    three values (one in each) or none of spread."""
+    a, b = [v for v in a if math.isfinite(v)], [v for v in b if math.isfinite(v)]
+    if len(a) + len(b) < 3 or len(a) < 1 or len(b) < 1:
+        return None
+    squares = sum((v - statistics.fmean(a)) ** 2 for v in a)
+    squares += sum((v - statistics.fmean(b)) ** 2 for v in b)
+    sd = math.sqrt(squares / (len(a) + len(b) - 2))
+    return sd if sd > 0 else None
 
 
 @functools.cache

@@ -18,50 +18,42 @@ SEEDS = range(1, 10)
 K = 7  # claim 1's searches per arm
 
 
-def _document(
-    values: dict[str, dict[int, float]], mode: str = "max", errored=(), *, trials=None
-) -> dict:
-    """A completed study of fixed settings: one search per arm, its values by seed."""
+def _completed(searches: dict[str, list[SearchScore]], mode: str, **verdict: object) -> dict:
+    """A completed study's document: per arm (the first the memory optimizer's), its searches."""
     arms = [
-        ArmVerdict(
-            arm=arm,
-            optimizer=arm,
-            baseline=index == 0,
-            searches=[
-                SearchScore(
-                    index=0,
-                    config={"lr": 0.1},
-                    seed_values=by_seed,
-                    seeds_errored=list(errored) if index == 0 else [],
-                )
-            ],
-        )
-        for index, (arm, by_seed) in enumerate(values.items())
+        ArmVerdict(arm=arm, optimizer=arm, baseline=index == 0, searches=arm_searches)
+        for index, (arm, arm_searches) in enumerate(searches.items())
     ]
-    verdict = Verdict(study="s", task="t", metric="m", mode=mode, arms=arms, comparisons=[])
-    return {"status": "completed", "verdict": verdict.to_dict(), "trials": trials or {}}
+    built = Verdict(study="s", task="t", metric="m", mode=mode, arms=arms, comparisons=[],
+                    **verdict)  # fmt: skip
+    return {"status": "completed", "verdict": built.to_dict(), "trials": {}}
+
+
+def _document(values: dict[str, dict[int, float]], mode: str = "max", errored=()) -> dict:
+    """A completed study of fixed settings: one search per arm, its values by seed."""
+    return _completed(
+        {
+            arm: [SearchScore(index=0, config={"lr": 0.1}, seed_values=by_seed,
+                              seeds_errored=list(errored) if index == 0 else [])]
+            for index, (arm, by_seed) in enumerate(values.items())
+        },
+        mode,
+    )  # fmt: skip
 
 
 def _searched(scores: dict[str, list[float]], mode: str = "max", edge: str | None = None) -> dict:
     """A completed study of K searches per arm with these search scores."""
-    arms = [
-        ArmVerdict(
-            arm=arm,
-            optimizer=arm,
-            baseline=index == 0,
-            searches=[
-                SearchScore(index=i, config={"lr": 0.1}, score=score)
-                for i, score in enumerate(values)
-            ],
-            edge_note=edge if index == 0 else None,
-        )
-        for index, (arm, values) in enumerate(scores.items())
-    ]
-    verdict = Verdict(
-        study="s", task="t", metric="m", mode=mode, arms=arms, comparisons=[],
+    document = _completed(
+        {
+            arm: [SearchScore(index=i, config={"lr": 0.1}, score=score)
+                  for i, score in enumerate(values)]
+            for arm, values in scores.items()
+        },
+        mode,
         searches_per_arm=len(next(iter(scores.values()))), trials_per_search=3, seeds=[1, 2],
     )  # fmt: skip
-    return {"status": "completed", "verdict": verdict.to_dict(), "trials": {}}
+    document["verdict"]["arms"][0]["edge_note"] = edge
+    return document
 
 
 def _claim(rows: list[CheckRow]) -> ClaimEntry:
@@ -356,3 +348,42 @@ def test_the_claim_states_the_smallest_effect_its_searches_detect():
         judge.detectable_effect(K, 24, unit="searches")
     )
     assert claim.line_reason.endswith("at b")  # the claim's budget, in its line
+
+
+def test_the_same_optimizer_in_both_arms_is_labelled_at_most_five_percent_of_the_time():
+    """A/A by simulation: both arms' search scores from one distribution (normal, skewed, with
+    15% of searches diverged), and both arms of a sweep failing at one rate; every 'supported'
+    or 'contradicted' is then false."""
+    rng = random.Random(4)
+    draws = 1000
+
+    def score(shape: str) -> float:
+        if shape == "normal":
+            return rng.gauss(0.9, 0.01)
+        if shape == "lognormal":
+            return 0.9 + 0.003 * rng.lognormvariate(0, 1)
+        return -math.inf if rng.random() < 0.15 else rng.gauss(0.9, 0.01)
+
+    for shape in ("normal", "lognormal", "diverging"):
+        labelled = 0
+        for _ in range(draws):
+            scores = {arm: [score(shape) for _ in range(K)] for arm in ("am", "ref")}
+            row = _judged([_measured(Check("s", "am", "ref"), scores)]).checks[0]
+            labelled += row.outcome != "inconclusive"
+        assert labelled / draws <= 0.05, (shape, labelled)
+
+    names = tuple(f"lr-{i}" for i in range(9))
+    check = Check("sweep", "am", "ref", scale="binary", source="stability", pooled=names)
+    labelled = 0
+    for _ in range(draws):
+        documents = {
+            name: _sweep_study(
+                {
+                    arm: {s: "diverged" if rng.random() < 0.2 else "completed" for s in (1, 2, 3)}
+                    for arm in ("am", "ref")
+                }
+            )
+            for name in names
+        }
+        labelled += _judged([judge.measure(check, documents)]).checks[0].outcome != "inconclusive"
+    assert labelled / draws <= 0.05, labelled

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from memtune.studies import stats
 from memtune.studies.records import Phase, TrialRecord, TrialState, best_value
@@ -107,16 +107,6 @@ def decide(
 # --------------------------------------------------------------------------------------------
 
 
-def _pooled_sd(a: Sequence[float], b: Sequence[float]) -> float | None:
-    a, b = [v for v in a if math.isfinite(v)], [v for v in b if math.isfinite(v)]
-    if len(a) + len(b) < 3 or len(a) < 1 or len(b) < 1:
-        return None
-    squares = sum((v - statistics.fmean(a)) ** 2 for v in a)
-    squares += sum((v - statistics.fmean(b)) ** 2 for v in b)
-    sd = math.sqrt(squares / (len(a) + len(b) - 2))
-    return sd if sd > 0 else None
-
-
 def _effect_sizes(
     difference: float | None, base: float | None, spread: float | None
 ) -> dict[str, float | None]:
@@ -153,7 +143,7 @@ def _over_searches(
         difference=difference,
         ci_low=shift.low if shift else None,
         ci_high=shift.high if shift else None,
-        **_effect_sizes(difference, base, _pooled_sd(a, b)),
+        **_effect_sizes(difference, base, stats.pooled_sd(a, b)),
         p_value=stats.rank_sum_p(a, b),
         min_attainable_p=stats.min_attainable_rank_sum_p(len(a), comparisons, len(b)),
     )
