@@ -14,3 +14,12 @@ try:
     __version__ = version("memtune")
 except PackageNotFoundError:  # a source checkout that was never installed
     __version__ = "0.0.0+unknown"
+
+
+def __getattr__(name: str):
+    # ``memtune.run(spec, task=build)``: imported on first use (it brings Ray and torch).
+    if name == "run":
+        from memtune.workers.api import run
+
+        return run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ Imports neither torch nor Ray.
 
 from __future__ import annotations
 
-import json
+import base64
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
+from memtune.studies.code import CodeError, TaskCode, is_code_reference
 from memtune.studies.records import StudyStatus
-from memtune.studies.spec import StudySpec
+from memtune.studies.spec import SpecError, StudySpec, read_spec_file
 from memtune.studies.verdict import Verdict
 
 __all__ = ["Client", "MemtuneError"]
@@ -66,23 +66,43 @@ class Client:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
-                detail = response.json().get("detail", [])
-            except ValueError:
-                detail = [{"loc": [], "msg": response.text[:200]}]
+                detail = response.json()["detail"]
+                if not isinstance(detail, list):
+                    raise ValueError("not memtune's error shape")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # Not memtune's one error shape: another server answered at this URL.
+                reason = f"{response.status_code} {response.reason_phrase}".strip()
+                message = f"answered {reason} to {method} {path}, not as memtune's API does (check the URL)"
+                detail = [{"loc": [], "msg": message}]
             raise MemtuneError(response.status_code, detail)
         return response
 
     # -- studies -------------------------------------------------------------------------------
 
     def submit(self, spec: Mapping[str, Any] | StudySpec | str | Path) -> dict[str, Any]:
-        """Queues a study from a dict, a StudySpec, or a YAML / JSON file's path."""
+        """Queues a study from a dict, a StudySpec, or a YAML / JSON file's path. A task from
+        code (``task: ./my_task.py:build``) goes with its files, read here (relative paths
+        from the spec's directory, or the current one); it needs a key with the code scope.
+        Raises MemtuneError (the API's answer), SpecError (a spec file that is not YAML or
+        JSON, or a task file that is not there)."""
+        code: TaskCode | None = None
         if isinstance(spec, StudySpec):
             body = spec.model_dump(mode="json", exclude_none=True)
+            code = spec.task_code
+            base = Path.cwd()
         elif isinstance(spec, str | Path):
-            text = Path(spec).read_text()
-            body = json.loads(text) if str(spec).endswith(".json") else yaml.safe_load(text)
+            body, base = read_spec_file(spec), Path(spec).resolve().parent
         else:
-            body = dict(spec)
+            body, base = dict(spec), Path.cwd()
+        task = body.get("task")
+        if code is None and isinstance(task, str) and is_code_reference(task):
+            try:
+                code = TaskCode.read(task, base, directory=body.get("task_dir"))
+            except CodeError as error:
+                raise SpecError(error.field, error.message) from None
+        if code is not None:
+            body["task"] = code.reference
+            body["code"] = base64.b64encode(code.archive).decode()
         return self._call("POST", "/studies", json=body).json()
 
     def study(self, study_id: int) -> dict[str, Any]:

@@ -21,7 +21,15 @@ import time
 from pathlib import Path
 
 from memtune.reproduce.cli import add_reproduce_command
-from memtune.workers.cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, build_parser
+from memtune.workers.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_REFUSED,
+    EXIT_UNREACHABLE,
+    build_parser,
+)
 
 log = logging.getLogger("memtune")
 DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
@@ -111,10 +119,11 @@ def _apikey(args: argparse.Namespace) -> int:
 
     db = Database(_settings(args).database_url)
     if args.apikey_command == "create":
-        key = services.create_api_key(db, owner=args.owner)
+        key = services.create_api_key(db, owner=args.owner, scopes=args.scope or ())
         print(key)
+        scopes = f" with scope {', '.join(args.scope)}" if args.scope else ""
         print(
-            f"API key for owner {args.owner!r}: shown once, only its hash is stored.",
+            f"API key for owner {args.owner!r}{scopes}: shown once, only its hash is stored.",
             file=sys.stderr,
         )
         return 0
@@ -122,8 +131,10 @@ def _apikey(args: argparse.Namespace) -> int:
         keys = services.list_api_keys(db)
         for key in keys:
             state = f"revoked {key['revoked_at']:%Y-%m-%d}" if key["revoked_at"] else "active"
+            scopes = ",".join(key["scopes"]) or "-"
             print(
-                f"{key['prefix']}  {key['owner']:20s}  {key['created_at']:%Y-%m-%d %H:%M}  {state}"
+                f"{key['prefix']}  {key['owner']:20s}  {key['created_at']:%Y-%m-%d %H:%M}  "
+                f"{scopes:6s}  {state}"
             )
         if not keys:
             print("no API keys: the service runs open, on loopback only", file=sys.stderr)
@@ -194,23 +205,61 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _remote(handler):
-    """A command that talks to a service: --url and --key (or MEMTUNE_URL, MEMTUNE_API_KEY);
-    an API error is one line naming the field, exit 1 (2 for bad input)."""
+    """A command that talks to a service: --url and --key (or MEMTUNE_URL, MEMTUNE_API_KEY).
+    Whatever goes wrong is one line naming the URL, the field or the file, and an exit code
+    that says which (workers/cli.py: EXIT_*); -v adds the traceback."""
 
     def run(args: argparse.Namespace) -> int:
-        from memtune.client import Client, MemtuneError
+        import httpx
 
+        from memtune.client import Client, MemtuneError
+        from memtune.studies.spec import SpecError
+
+        url = args.url or os.environ.get("MEMTUNE_URL") or "http://127.0.0.1:8000"
         try:
-            with Client(args.url, args.key) as client:
+            with Client(url, args.key) as client:
                 return handler(client, args)
         except MemtuneError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_BAD_INPUT if error.status == 422 else EXIT_FAILED
-        except OSError as error:  # no such file, connection refused
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_FAILED
+            code, hint = _REFUSALS.get(error.status, (EXIT_FAILED, ""))
+            _say(args, f"{url}: {error}{hint}")
+            return code
+        except SpecError as error:
+            _say(args, f"{args.study}: {error.field}: {error.message}")
+            return EXIT_BAD_INPUT
+        except (FileNotFoundError, IsADirectoryError) as error:
+            _say(args, f"{error.filename}: no such file")
+            return EXIT_BAD_INPUT
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+            _say(args, f"{url}: not a URL memtune can call ({error}); give http(s)://HOST:PORT")
+            return EXIT_UNREACHABLE
+        except httpx.TransportError as error:  # refused, unresolvable, timed out
+            cause = str(error) or type(error).__name__
+            _say(
+                args,
+                f"cannot reach a memtune service at {url}: {cause} (memtune serve starts one; --url or MEMTUNE_URL names another)",
+            )
+            return EXIT_UNREACHABLE
 
     return run
+
+
+# What an API refusal means for the exit code, and what to do about it.
+_REFUSALS = {
+    401: (EXIT_REFUSED, " (give a key: --key or MEMTUNE_API_KEY)"),
+    403: (EXIT_REFUSED, ""),
+    404: (EXIT_NOT_FOUND, ""),
+    413: (EXIT_BAD_INPUT, ""),
+    422: (EXIT_BAD_INPUT, ""),
+}
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """One line on stderr; with -v the traceback of what is being handled before it."""
+    if args.verbose:
+        import traceback
+
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
 
 
 def _submit(client, args: argparse.Namespace) -> int:
@@ -310,6 +359,13 @@ def build_service_parser() -> argparse.ArgumentParser:
     apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
     create = apikey_commands.add_parser("create", help="create a key for an owner; prints it once")
     create.add_argument("--owner", required=True, help="owner name (created if new)")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=["code"],
+        help="code: may submit a task from code, which the workers import and run with their "
+        "own rights (give it to people you would give a shell on the workers)",
+    )
     create.set_defaults(handler=_apikey)
     listing = apikey_commands.add_parser("list", help="every key: prefix, owner, created, state")
     listing.set_defaults(handler=_apikey)

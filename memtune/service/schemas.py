@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Base64Bytes, BaseModel, ConfigDict, Field
 
+from memtune.studies.code import CODE_LIMIT_BYTES
 from memtune.studies.nonfinite import JsonObject, Number
 from memtune.studies.records import Phase, StudyStatus, TrialState
-from memtune.studies.spec import ArmSpec, RangeOverride
+from memtune.studies.spec import ArmSpec, RangeOverride, StudySpec
 
 # Every number a response carries goes out through memtune.studies.nonfinite (Number,
 # JsonObject): NaN and +-inf as the strings "nan", "inf", "-inf".
@@ -33,6 +34,23 @@ class ErrorResponse(BaseModel):
     """Every error memtune's API answers."""
 
     detail: list[ErrorDetail]
+
+
+class StudySubmission(StudySpec):
+    """A study spec, and for a task from code its files (``memtune submit`` sends them)."""
+
+    code: Base64Bytes | None = Field(
+        None,
+        # base64 grows the archive by a third
+        max_length=CODE_LIMIT_BYTES * 4 // 3 + 4,
+        description="a task from code: its files as a zip archive, base64-encoded, paths "
+        "relative to the archive's root (task names the builder in it: my_task.py:build). "
+        "Needs an API key with the code scope; the workers import it, the API never does",
+    )
+
+    def spec(self) -> StudySpec:
+        """The spec alone, as it is stored and returned."""
+        return StudySpec.model_validate(self.model_dump(exclude={"code"}))
 
 
 class ArmProgress(BaseModel):

@@ -14,6 +14,7 @@ import io
 import math
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +41,21 @@ from memtune.service.schemas import (
 from memtune.service.store.models import Owner, Study, Trial
 from memtune.service.store.repository import NotFound, Repository
 from memtune.service.store.session import Database
+from memtune.studies.code import CodeError, TaskCode
 from memtune.studies.nonfinite import to_json
 from memtune.studies.records import Phase, StudyStatus
 from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict
 
-__all__ = ["Caller", "Conflict", "InvalidSpec", "NotFound", "TooMany", "Unauthorized"]
+__all__ = [
+    "Caller",
+    "Conflict",
+    "Forbidden",
+    "InvalidSpec",
+    "NotFound",
+    "TooMany",
+    "Unauthorized",
+]
 
 OPEN_OWNER = "local"
 
@@ -62,16 +72,35 @@ class Conflict(RuntimeError):
     """The request does not fit the resource's state (cancel a finished study, say)."""
 
 
+class Forbidden(PermissionError):
+    """A valid key that may not do this; ``field`` names what needs the scope."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
 class InvalidSpec(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
 
 
+# What a key may be granted beyond its owner's studies. "code": submit a task from code, which
+# the workers import and run with their own rights (README: "Tasks from code").
+CODE_SCOPE = "code"
+SCOPES = (CODE_SCOPE,)
+
+
 @dataclass(frozen=True)
 class Caller:
     owner_id: int | None  # None: the admin, who sees every owner's studies
     owner: str
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def may_submit_code(self) -> bool:
+        return self.owner_id is None or CODE_SCOPE in self.scopes  # the admin may
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -81,12 +110,19 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(db: Database, *, owner: str) -> str:
-    """A new key for ``owner`` (created if new); the key is returned once, its hash stored."""
+def create_api_key(db: Database, *, owner: str, scopes: Iterable[str] = ()) -> str:
+    """A new key for ``owner`` (created if new), with ``scopes`` (of :data:`SCOPES`); the key
+    is returned once, its hash stored."""
+    scopes = sorted(set(scopes))
+    unknown = [scope for scope in scopes if scope not in SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope {unknown[0]!r}; known: {', '.join(SCOPES)}")
     key = "mt_" + secrets.token_urlsafe(32)
     with db.session() as session:
         repository = Repository(session)
-        repository.add_api_key(repository.owner_named(owner, create=True), hash_key(key), key[:10])
+        repository.add_api_key(
+            repository.owner_named(owner, create=True), hash_key(key), key[:10], scopes
+        )
     _AUTHENTICATED.clear()
     return key
 
@@ -98,6 +134,7 @@ def list_api_keys(db: Database) -> list[dict[str, Any]]:
             {
                 "prefix": key.prefix,
                 "owner": key.owner.name,
+                "scopes": list(key.scopes or ()),
                 "created_at": key.created_at,
                 "revoked_at": key.revoked_at,
             }
@@ -168,9 +205,10 @@ def _authenticate(db: Database, settings: Settings, key: str | None) -> Caller |
     with db.session() as session:
         repository = Repository(session)
         if key:
-            owner = repository.owner_of_key(hash_key(key))
-            if owner is not None:
-                return Caller(owner_id=owner.id, owner=owner.name)
+            found = repository.key_and_owner(hash_key(key))
+            if found is not None:
+                api_key, owner = found
+                return Caller(owner.id, owner.name, frozenset(api_key.scopes or ()))
             return Unauthorized("invalid API key")
         if settings.admin_key or repository.has_api_keys():
             return Unauthorized("an API key is required (header X-API-Key)")
@@ -239,7 +277,8 @@ def _check_inventory(repository: Repository, parsed: Any, max_age_s: float) -> N
     nodes = repository.nodes(seen_within=timedelta(seconds=max_age_s))
     if not nodes:
         return
-    names = [("task", parsed.task, "tasks")]
+    # A task from code is installed nowhere: its files travel with the study (never imported here).
+    names = [] if parsed.from_code else [("task", parsed.task, "tasks")]
     for index, arm in enumerate(parsed.arms):
         names.append((f"arms.{index}.optimizer", arm.optimizer, "optimizers"))
         if arm.optimizer_spec.wraps_base:
@@ -272,15 +311,46 @@ def _check_capacity(repository: Repository, owner: Owner, max_active: int) -> No
         )
 
 
+def _submitted_code(caller: Caller, spec: StudySpec, code: bytes | None) -> TaskCode | None:
+    """The files of a task from code, checked as data: only a key with the code scope (or
+    the admin) may submit one, since the workers will import and run them."""
+    if not spec.from_code:
+        if code is not None:
+            raise InvalidSpec(
+                "code", f"{spec.task} is a registered task; only a task from code has files"
+            )
+        return None
+    if not caller.may_submit_code:
+        raise Forbidden(
+            "task",
+            f"{spec.task} is a task from code, which the workers would import and run: it needs "
+            "an API key with the code scope (an admin creates one: memtune apikey create "
+            "--owner NAME --scope code)",
+        )
+    if code is None:
+        if spec.task.split(":")[0].endswith(".py"):
+            raise InvalidSpec(
+                "code", f"{spec.task} names a file: send its files (memtune submit does)"
+            )
+        return None  # module:function of a module installed on the workers
+    try:
+        return TaskCode.received(code, spec.task)
+    except CodeError as error:
+        raise InvalidSpec(error.field, error.message) from None
+
+
 def create_study(
     db: Database,
     *,
     caller: Caller,
     spec: StudySpec,
+    code: bytes | None = None,
     inventory_max_age_s: float = 600.0,
     max_active: int = 20,
 ) -> StudyPublic:
-    """Queues ``spec`` (validated by its model, without torch) for a worker."""
+    """Queues ``spec`` (validated by its model, without torch) for a worker; ``code``: the
+    files of a task from code (a zip), stored with it."""
+    files = _submitted_code(caller, spec, code)
     resolved, arms = _queueable(spec)
     with db.session() as session:
         repository = Repository(session)
@@ -296,6 +366,7 @@ def create_study(
             arms=arms,
             total_trials=spec.total_trials,
             warnings=spec.warnings,
+            code=files.archive if files else None,
         )
         return _study_public(repository, study)
 

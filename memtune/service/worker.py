@@ -20,13 +20,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from platformdirs import user_cache_dir
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from memtune.service.config import Settings, study_storage
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
+from memtune.studies.code import TaskCode
 from memtune.studies.records import EpochResult, StudyStatus, TrialRecord
 from memtune.studies.verdict import Verdict
 from memtune.workers.sinks import ResultsSink
@@ -257,13 +260,14 @@ class StudyWorker:
         self.db, self.settings = db, settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
-    def claim(self) -> tuple[int, dict[str, Any], int] | None:
-        """The next study to run: queued, or running under a worker whose lease ran out."""
+    def claim(self) -> tuple[int, dict[str, Any], int, bytes | None] | None:
+        """The next study to run: queued, or running under a worker whose lease ran out; its
+        id, spec, attempt, and the files of a task from code."""
         with self.db.session() as session:
             study = Repository(session).claim_study(self.worker_id, self.settings.lease_s)
             if study is None:
                 return None
-            return study.id, dict(study.spec), study.attempt
+            return study.id, dict(study.spec), study.attempt, study.code
 
     def _previous(self, study_id: int, spec: Any, *, resume: bool) -> list[TrialRecord]:
         """The trials of earlier runs that this run keeps, read back from the store; the
@@ -292,10 +296,14 @@ class StudyWorker:
             repository.forget_trials(study_id, keep=frozenset(r.trial_id for r in kept))
             return kept
 
-    def start(self, study_id: int, spec_data: dict[str, Any], attempt: int) -> _Running:
+    def start(
+        self, study_id: int, spec_data: dict[str, Any], attempt: int, code: bytes | None = None
+    ) -> _Running:
         """Starts driving a claimed study in a Ray task (its Tune driver runs there, so that
         several studies run at once: two Tuner.fit() in one process break). Its lease is
-        renewed here; resumed when its Tune experiment is found after a lost worker."""
+        renewed here; resumed when its Tune experiment is found after a lost worker. A task
+        from code: on a cluster (RAY_ADDRESS) its files go with the task's runtime environment
+        to every node that runs its driver or its trials; only such a study pays for one."""
         import ray
 
         from memtune.studies.spec import parse_spec
@@ -303,6 +311,7 @@ class StudyWorker:
 
         log.info("worker %s runs study %s (attempt %s)", self.worker_id, study_id, attempt)
         spec = parse_spec(spec_data)
+        files = TaskCode(code, spec.task) if code is not None else None
         lease = Lease(self.db, study_id, self.worker_id, self.settings.lease_s)
         lease.start()
         storage, shared = study_storage(self.settings, study_id)
@@ -313,11 +322,15 @@ class StudyWorker:
             discard_experiment(storage)  # a fresh run, or an extension: a new experiment
         previous = self._previous(study_id, spec, resume=resume)
         drive = ray.remote(num_cpus=0, max_retries=0)(drive_study)
+        if files is not None and os.environ.get("RAY_ADDRESS"):
+            root = files.extract(Path(user_cache_dir("memtune")) / "code")
+            drive = drive.options(runtime_env={"py_modules": [str(root)]})
         reference = drive.remote(
             StudyDrive(
                 database_url=self.db.url,
                 study_id=study_id,
                 spec=spec_data,
+                code=code,
                 attempt=attempt,
                 worker_id=self.worker_id,
                 previous=previous,
@@ -367,9 +380,11 @@ class StudyWorker:
         if not running.lease.lost:  # it ended here; a lost lease leaves it to the next worker
             discard_experiment(running.storage)
 
-    def run_one(self, study_id: int, spec_data: dict[str, Any], attempt: int) -> None:
+    def run_one(
+        self, study_id: int, spec_data: dict[str, Any], attempt: int, code: bytes | None = None
+    ) -> None:
         """Runs one claimed study to its end."""
-        self.finish(self.start(study_id, spec_data, attempt))
+        self.finish(self.start(study_id, spec_data, attempt, code))
 
     def _extended(self, study_id: int) -> bool:
         with self.db.session() as session:
@@ -452,6 +467,7 @@ class StudyDrive:
     database_url: str
     study_id: int
     spec: dict[str, Any]
+    code: bytes | None  # the files of a task from code (a zip)
     attempt: int
     worker_id: str
     previous: list[TrialRecord]
@@ -472,6 +488,8 @@ def drive_study(drive: StudyDrive) -> None:
 
     db = Database(drive.database_url, upgrade=False)
     spec = parse_spec(drive.spec)
+    if drive.code is not None:
+        spec = spec.with_code(TaskCode(drive.code, spec.task))
     if drive.max_concurrent_trials != spec.max_concurrent_trials:
         spec = spec.model_copy(update={"max_concurrent_trials": drive.max_concurrent_trials})
     sink = StoreSink(
@@ -486,6 +504,7 @@ def drive_study(drive: StudyDrive) -> None:
                 db.url, engine_kwargs={"pool_pre_ping": True}
             ),
             study_key=f"memtune-{drive.study_id}-{drive.attempt}",
+            tracking_key=f"memtune-study-{drive.study_id}",  # every attempt: one MLflow run
             previous=drive.previous,
             experiment_path=drive.storage,
             shared_storage=drive.shared_storage,

@@ -105,6 +105,10 @@ class TrialPlan:
     # Epochs reported the moment they end (where the trial's scheduler decides); the others may
     # be reported together with a later one (see memtune.workers.trainable).
     report_epochs: tuple[int, ...] = ()
+    # A task from code: the package its files travel as (Ray's runtime environment puts it
+    # on sys.path) and the runner's local copy of them (memtune.studies.code).
+    code_package: str | None = None
+    code_local: str | None = None
 
     @property
     def search_key(self) -> str:

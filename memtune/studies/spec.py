@@ -25,6 +25,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -43,7 +44,14 @@ from memtune.optimizers import (
     UnknownNameError,
 )
 from memtune.studies import stats
-from memtune.studies.tasks import TASKS, TaskSpec
+from memtune.studies.code import (
+    REFERENCE_PATTERN,
+    CodeError,
+    TaskCode,
+    is_code_reference,
+    split_reference,
+)
+from memtune.studies.tasks import TASKS, Direction, TaskSpec, code_task
 
 __all__ = [
     "ArmSpec",
@@ -54,10 +62,13 @@ __all__ = [
     "Search",
     "SpecError",
     "StudySpec",
+    "Tracking",
     "UnknownNameError",
+    "attach_code",
     "load_spec",
     "locate",
     "parse_spec",
+    "read_spec_file",
 ]
 
 
@@ -280,6 +291,26 @@ class Budget(_Model):
     )
 
 
+class Tracking(_Model):
+    """Where a study's trials and verdict are also logged (memtune's own results keep all)."""
+
+    mlflow: str | None = Field(
+        None,
+        max_length=2000,
+        description="an MLflow tracking URI (http://host:5000, file:./mlruns): the study as a "
+        "parent run, each trial nested; default: MLFLOW_TRACKING_URI where the study runs",
+    )
+    experiment: str | None = Field(
+        None, max_length=500, description="the MLflow experiment (default: the study's name)"
+    )
+    tensorboard: str | None = Field(
+        None,
+        max_length=2000,
+        description="a directory for TensorBoard event files, one per trial, on the machine "
+        "that drives the study",
+    )
+
+
 class Resources(_Model):
     cpu: StrictFloat = Field(1.0, gt=0, description="CPUs per trial")
     gpu: StrictFloat = Field(0.0, ge=0, description="GPU fraction per trial")
@@ -315,10 +346,27 @@ class StudySpec(_Model):
     )
     name: str = Field("study", min_length=1, max_length=200)
     task: str = Field(
-        description="a name from the task registry (GET /tasks)",
-        json_schema_extra=lambda schema: schema.update(enum=TASKS.names()),
+        description="a name from the task registry (GET /tasks), or a builder in your code: "
+        "path/to/file.py:function or module:function (give its metrics)",
+        # The installed names, or a reference: generated clients know both.
+        json_schema_extra=lambda schema: schema.update(
+            anyOf=[{"enum": TASKS.names()}, {"pattern": REFERENCE_PATTERN}]
+        ),
     )
-    task_options: dict[str, Any] = Field(default_factory=dict)
+    task_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the task's options; a task from code gets them as a plain mapping",
+    )
+    metrics: dict[str, Direction] | None = Field(
+        None,
+        description="a task from code only: every metric its evaluate('val') returns and which "
+        "way is better, e.g. {val_loss: min, val_accuracy: max}",
+    )
+    task_dir: str | None = Field(
+        None,
+        description="a task from code only: ship this whole directory (relative to the spec) "
+        "with the task's file, for the modules it imports; default: the file alone",
+    )
     arms: list[ArmSpec] = Field(min_length=1, max_length=32)
     budget: Budget = Field(default_factory=Budget)
     schedule: Schedule = Field(default_factory=Schedule)
@@ -340,6 +388,7 @@ class StudySpec(_Model):
     scheduler: Literal["fifo", "asha"] = "fifo"
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: StrictInt | None = Field(None, ge=1)
+    tracking: Tracking | None = Field(None, description="MLflow and TensorBoard, optional")
     search_seed: StrictInt = Field(
         0,
         ge=0,
@@ -356,11 +405,38 @@ class StudySpec(_Model):
         "each look after a verdict makes its p-values optimistic",
     )
 
+    # The files of a task from code, read from disk by load_spec (or memtune.run, or the
+    # service's worker from its store): never part of the spec's JSON, so a stored or
+    # returned spec stays small; they travel beside it to the runner.
+    _code: TaskCode | None = PrivateAttr(None)
+
     @field_validator("task")
     @classmethod
     def _known_task(cls, name: str) -> str:
-        TASKS.get(name)
+        if is_code_reference(name):
+            try:
+                split_reference(name)
+            except CodeError as error:
+                raise ValueError(error.message) from None
+        else:
+            TASKS.get(name)
         return name
+
+    @property
+    def task_code(self) -> TaskCode | None:
+        """The files of a task from code (None: a registered or installed task)."""
+        return self._code
+
+    def with_code(self, code: TaskCode | None) -> StudySpec:
+        """This spec with its task's files attached (and its ``task`` naming the builder
+        inside them)."""
+        spec = self.model_copy(update={"task": code.reference} if code else {})
+        spec._code = code
+        return spec
+
+    @property
+    def from_code(self) -> bool:
+        return is_code_reference(self.task)
 
     @field_validator("seeds")
     @classmethod
@@ -371,7 +447,25 @@ class StudySpec(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
-        task = TASKS.get(self.task)
+        if self.from_code and not self.metrics:
+            raise ValueError(
+                "metrics: a task from code declares every metric its evaluate('val') returns "
+                "and which way is better, e.g. {val_loss: min, val_accuracy: max}"
+            )
+        if not self.from_code and self.metrics is not None:
+            raise ValueError(f"metrics: {self.task} declares its own metrics (memtune list tasks)")
+        if not self.from_code and self.task_dir is not None:
+            raise ValueError(
+                f"task_dir: {self.task} is registered; only a task from code ships files"
+            )
+        if self.metrics is not None:
+            for name in self.metrics:
+                if name.startswith("test_") or name == "train_loss":
+                    raise ValueError(
+                        f"metrics: {name!r}: declare the validation metrics (val_*); a test "
+                        "split's twins (test_*) and train_loss are reported without declaring"
+                    )
+        task = self.task_spec
         try:
             task.parse_options(self.task_options, smoke=self.smoke)
         except ValidationError as error:
@@ -557,6 +651,8 @@ class StudySpec(_Model):
 
     @property
     def task_spec(self) -> TaskSpec:
+        if self.from_code:
+            return code_task(self.task, self.metrics or {}, self.metric)
         return TASKS.get(self.task)
 
     @property
@@ -619,11 +715,43 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """A StudySpec from a YAML or JSON file."""
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML or JSON spec file holds, unvalidated. Raises SpecError naming
+    ``spec`` with the line and column for a file that is not YAML or JSON (or not a mapping),
+    FileNotFoundError for one that is not there."""
     path = Path(path)
     text = path.read_text()
-    data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YamlLoader)
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YamlLoader)
+    except json.JSONDecodeError as error:
+        raise SpecError(
+            "spec", f"not JSON: line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise SpecError("spec", f"not YAML: {where}{problem}") from None
     if not isinstance(data, dict):
         raise SpecError("spec", f"{path} must hold a mapping, not {type(data).__name__}")
-    return parse_spec(data)
+    return data
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """A StudySpec from a YAML or JSON file; a task from code is read from disk now (relative
+    paths from the spec's directory) and travels with the spec (``spec.task_code``).
+
+    Raises SpecError naming the field, FileNotFoundError for a spec that is not there."""
+    spec = parse_spec(read_spec_file(path))
+    return attach_code(spec, Path(path).resolve().parent)
+
+
+def attach_code(spec: StudySpec, base: Path) -> StudySpec:
+    """``spec`` with the files of its task from code read from disk, relative to ``base``."""
+    if not spec.from_code or spec.task_code is not None:
+        return spec
+    try:
+        code = TaskCode.read(spec.task, base, directory=spec.task_dir)
+    except CodeError as error:
+        raise SpecError(error.field, error.message) from None
+    return spec.with_code(code)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from memtune.studies.runs import TaskRun
 
-__all__ = ["TASKS", "TRAIN_LOSS", "Direction", "TaskSpec", "get_task"]
+__all__ = ["TASKS", "TRAIN_LOSS", "Direction", "TaskSpec", "code_task", "get_task"]
 
 Direction = Literal["min", "max"]
 # Every run reports its mean training loss per epoch besides the task's own metrics.
@@ -32,7 +32,7 @@ TRAIN_LOSS = "train_loss"
 class TaskSpec:
     name: str
     summary: str
-    options: type[BaseModel]
+    options: type[BaseModel] | None  # None: a task from code, given its options as a mapping
     builder: str  # "module:function" building a TaskRun from (options, seed, device)
     metric: str  # the default metric of a study
     metrics: Mapping[str, Direction]  # everything evaluate("val") returns, and which way
@@ -77,7 +77,9 @@ class TaskSpec:
 
     def parse_options(
         self, options: Mapping[str, Any] | None = None, *, smoke: bool = False
-    ) -> BaseModel:
+    ) -> BaseModel | dict[str, Any]:
+        if self.options is None:  # a task from code reads its options itself
+            return dict(options or {})
         return self.options(**{**(self.smoke if smoke else {}), **(options or {})})
 
     def create(
@@ -264,6 +266,21 @@ def builtin_tasks() -> list[TaskSpec]:
 
 
 TASKS: Registry[TaskSpec] = Registry("task", group="memtune.tasks", builtin=builtin_tasks)
+
+
+def code_task(reference: str, metrics: Mapping[str, Direction], metric: str | None) -> TaskSpec:
+    """The entry of a task from the user's code (``memtune.studies.code``): its metrics and
+    their directions come from the spec, its options go to the builder as they are."""
+    return TaskSpec(
+        name=reference,
+        summary="a task from your code",
+        options=None,
+        builder=reference,
+        metric=metric or next(iter(metrics)),
+        metrics=dict(metrics),
+        data="your builder's own split",
+        origin="code",
+    )
 
 
 def get_task(name: str) -> TaskSpec:

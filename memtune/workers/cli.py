@@ -10,18 +10,24 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-from memtune.studies.spec import SpecError, load_spec
+from memtune.studies.spec import SpecError
 
 __all__ = ["add_run_commands", "main"]
 
-EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+# The exit codes of every command (README: "The command line"). 2 is also argparse's own.
+EXIT_FAILED = 1  # the work ran and failed (a study, a check), or an unexpected error
+EXIT_BAD_INPUT = 2  # a spec, a file or an argument that cannot be used
+EXIT_UNREACHABLE = 3  # no memtune service answers at the URL
+EXIT_REFUSED = 4  # the service refused the key (401) or its scope (403)
+EXIT_NOT_FOUND = 5  # no such study or trial (404)
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from memtune.workers.api import progress_bar, study_spec
     from memtune.workers.cluster import configure_ray_environment
 
     configure_ray_environment()  # before Ray is imported
@@ -30,39 +36,34 @@ def _run(args: argparse.Namespace) -> int:
     from memtune.workers.sinks import JsonFileSink, ResultsSink
 
     try:
-        spec = load_spec(args.study)
-    except FileNotFoundError:
-        print(f"error: no such study file: {args.study}", file=sys.stderr)
+        spec = study_spec(args.study)
+    except (FileNotFoundError, IsADirectoryError):
+        print(f"error: {args.study}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except UnicodeDecodeError:
+        print(f"error: {args.study}: not a text file (a YAML or JSON spec)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except SpecError as error:
         print(f"error: {args.study}: {error.field}: {error.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.smoke:
-        spec = spec.model_copy(update={"smoke": True})
+        spec = spec.model_copy(update={"smoke": True})  # keeps the task's files
+    if args.mlflow or args.tensorboard:
+        from memtune.studies.spec import Tracking
+
+        tracking = spec.tracking or Tracking()
+        changes = {"mlflow": args.mlflow or tracking.mlflow}
+        changes["tensorboard"] = str(args.tensorboard) if args.tensorboard else tracking.tensorboard
+        spec = spec.model_copy(update={"tracking": tracking.model_copy(update=changes)})
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     sink = JsonFileSink(args.json) if args.json else ResultsSink()
-    bar = tqdm(
-        total=spec.total_trials,
-        unit="trial",
-        desc=spec.name,
-        disable=args.quiet,
-        file=sys.stderr,
-        mininterval=1.0,
-    )
-
-    def progress(runner: StudyRunner) -> None:
-        best = runner.best_by_arm()
-        bar.set_postfix_str(
-            ", ".join(f"{arm} {value:.4g}" for arm, value in best.items()), refresh=False
-        )
-        bar.update(runner.trials_done - bar.n)  # tqdm redraws at most once per mininterval
-
+    bar, progress = progress_bar(spec, quiet=args.quiet)
     try:
         verdict = StudyRunner(spec, sink, progress=progress).run()
     except SpecError as error:
         bar.close()
-        print(f"error: {error.field}: {error.message}", file=sys.stderr)
+        print(f"error: {args.study}: {error.field}: {error.message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, StudyCancelled):
         bar.close()
@@ -70,7 +71,8 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except Exception as error:  # the study could not run (Ray, a task's data...): say why
         bar.close()
-        logging.getLogger(__name__).debug("study failed", exc_info=True)
+        if args.verbose:
+            traceback.print_exc()
         print(
             f"error: the study failed: {type(error).__name__}: {error} (-v for details)",
             file=sys.stderr,
@@ -156,6 +158,19 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
         "--smoke", action="store_true", help="use the task's smoke size (seconds per trial)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="also log to this MLflow tracking server (default: MLFLOW_TRACKING_URI if set); "
+        "pip install 'memtune[mlflow]'",
+    )
+    run.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="DIR",
+        help="also write TensorBoard event files here, one per trial; "
+        "pip install 'memtune[tensorboard]'",
+    )
     run.set_defaults(handler=_run)
 
     listing = commands.add_parser("list", help="list the registered optimizers or tasks")
@@ -199,7 +214,20 @@ def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None =
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # one line for a user; the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"error: {type(error).__name__}: {error}"
+            + ("" if args.verbose else " (-v shows the traceback)"),
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

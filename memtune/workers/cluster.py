@@ -76,9 +76,15 @@ def _apply_local_settings() -> None:
 
 @contextmanager
 def ray_cluster(
-    address: str | None = None, *, num_cpus: int | None = None, object_store_mb: int = 256
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    object_store_mb: int = 256,
+    runtime_env: dict[str, Any] | None = None,
 ) -> Iterator[None]:
-    """Ray for the duration of the block; reuses one already initialized in this process."""
+    """Ray for the duration of the block; reuses one already initialized in this process.
+    ``runtime_env``: the job's, on a cluster (``RAY_ADDRESS``); Ray uploads what it names
+    when it connects."""
     configure_ray_environment()
     import ray
 
@@ -88,7 +94,12 @@ def ray_cluster(
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            address=address,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            runtime_env=runtime_env,
+        )
         try:
             yield
         finally:

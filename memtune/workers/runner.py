@@ -21,6 +21,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -31,6 +32,7 @@ from typing import Any
 
 import optuna
 import ray
+from platformdirs import user_cache_dir
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -49,6 +51,7 @@ from memtune.studies.verdict import Verdict, build_verdict
 from memtune.workers.cluster import ray_cluster
 from memtune.workers.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
 from memtune.workers.sinks import ResultsSink
+from memtune.workers.tracking import Trackers, trackers_for
 from memtune.workers.trainable import EARLIER_EPOCHS, hyperparameters_of, train_trial
 
 __all__ = ["StorageError", "StudyCancelled", "StudyRunner", "run_study"]
@@ -102,6 +105,8 @@ class _CancelStopper(_DriverOnly, tune.Stopper):
 
     def stop_all(self) -> bool:
         runner = self.runner
+        if runner.bad_input is not None:  # a task from code that cannot run: stop at once
+            return True
         if not runner.cancelled and time.monotonic() - runner.last_cancel_poll >= self.POLL_S:
             runner.last_cancel_poll = time.monotonic()
             runner.cancelled = runner.sink.cancel_requested()
@@ -139,6 +144,8 @@ class _Recorder(_DriverOnly, tune.Callback):
             EpochResult.from_dict(data, evaluated)
             for data in [*result.get(EARLIER_EPOCHS, ()), result]
         ]
+        if self.runner.spec.from_code:
+            self.runner.check_code_metrics(record, trial.config["run"], epochs)
         # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
         record.epochs = [e for e in record.epochs if e.epoch < epochs[0].epoch] + epochs
         for epoch in epochs:
@@ -170,6 +177,18 @@ class _Recorder(_DriverOnly, tune.Callback):
         record.traceback = _error_text(trial)
         lines = [line for line in record.traceback.splitlines() if line.strip()]
         record.error = lines[-1] if lines else "the trial failed"
+        if self.runner.spec.from_code and not record.epochs and self.runner.bad_input is None:
+            # A task from code whose builder (or first epoch) raises would fail every trial.
+            named = re.search(r"CodeError: (\w+): (.*)$", record.error)
+            self.runner.bad_input = (
+                SpecError(named[1], named[2])
+                if named
+                else SpecError(
+                    "task",
+                    f"{self.runner.spec.task} failed in trial {record.trial_id} before its "
+                    f"first epoch: {record.error} (the trial holds the traceback)",
+                )
+            )
         self._finish(record)
 
     def _finish(self, record: TrialRecord) -> None:
@@ -221,9 +240,15 @@ class StudyRunner:
         experiment_path: str | None = None,
         shared_storage: bool = False,
         resume: bool = False,
+        tracking_key: str | None = None,
     ) -> None:
         self.spec = spec
         self.sink = sink or ResultsSink()
+        # MLflow and TensorBoard beside the study's own sink (spec.tracking, MLFLOW_TRACKING_URI);
+        # tracking_key finds a resumed study's MLflow run again (default: the study key).
+        trackers = trackers_for(spec, tracking_key or study_key or spec.name)
+        if trackers:
+            self.sink = Trackers(self.sink, trackers)
         self.progress = progress
         self.optuna_storage = optuna_storage
         self.study_key = study_key or f"{spec.name}-{int(time.time())}"
@@ -241,6 +266,8 @@ class StudyRunner:
         kept = previous if resume else self.reusable(spec, previous)
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in kept}
         self.cancelled, self.last_cancel_poll = False, 0.0
+        self.bad_input: SpecError | None = None  # a task from code that cannot run
+        self.code_local: Path | None = None  # where this run extracted the task's files
 
     # -- what the progress bar reads ----------------------------------------------------------
 
@@ -315,11 +342,63 @@ class StudyRunner:
         analysis = ExperimentAnalysis(f"{experiment_path.rstrip('/')}/{EXPERIMENT}")
         return {trial.trial_id for trial in analysis.trials}
 
+    def check_code_metrics(
+        self, record: TrialRecord, plan: TrialPlan, epochs: list[EpochResult]
+    ) -> None:
+        """A task from code declares its metrics in the spec; the first epoch that evaluates
+        (and the first test evaluation) checks them, so that a typo stops the study at its
+        first trial instead of after it."""
+        spec = self.spec
+        for epoch in epochs:
+            if epoch.diverged or self.bad_input is not None:
+                continue
+            returned = set(epoch.metrics)
+            missing = [m for m in spec.metrics or {} if m not in returned]
+            tested = plan.phase == Phase.SEED and epoch.epoch == plan.epochs
+            twin = spec.headline_metric
+            if tested and twin != spec.resolved_metric and twin not in returned:
+                missing.append(twin)
+            if missing:
+                self.bad_input = SpecError(
+                    "metrics",
+                    f"{spec.task}'s evaluate() returned {', '.join(sorted(returned)) or 'nothing'} "
+                    f"in trial {record.trial_id}, not {', '.join(missing)}: metrics declares "
+                    "every validation metric, and a val_* metric needs its test_* twin on the "
+                    "test split",
+                )
+
+    def _code_root(self) -> Path | None:
+        """Extracts a task from code's files for this run's trials (None: nothing to ship)."""
+        spec = self.spec
+        if not spec.from_code:
+            return None
+        if spec.task_code is None:
+            if spec.task.split(":")[0].endswith(".py"):
+                raise SpecError(
+                    "task",
+                    f"{spec.task}: the file was never read; load the spec with load_spec() or "
+                    "run it with memtune.run(), which read the task's files",
+                )
+            return None  # module:function of an installed module, imported by name
+        # Content-addressed, so kept: a study resumed later (its trials' plans name this path)
+        # finds the same files, and a second study of the same code extracts nothing.
+        self.code_local = spec.task_code.extract(Path(user_cache_dir("memtune")) / "code")
+        return self.code_local
+
+    def _runtime_env(self, root: Path | None) -> dict[str, Any] | None:
+        """What a driver that connects to a cluster (RAY_ADDRESS) ships to every node: the
+        task's files, only for a study that has some (a runtime env costs each actor a
+        set-up process)."""
+        if root is None or not os.environ.get("RAY_ADDRESS"):
+            return None
+        return {"py_modules": [str(root)]}
+
     def run(self) -> Verdict:
         storage = self.experiment_path or tempfile.mkdtemp(prefix="memtune-study-")
         _LIVE[self.experiment_key] = self
         try:
-            with ray_cluster():
+            root = self._code_root()
+            with ray_cluster(runtime_env=self._runtime_env(root)):
                 # The outcome reaches the sink before a local Ray shuts down (seconds).
                 try:
                     self._check_optimizers()
@@ -329,6 +408,8 @@ class StudyRunner:
                     tuner = self._restored(storage) if resumed else self._tuner(storage)
                     with _pending_trials(self._slots()), _trial_workers_without_runtime_env():
                         tuner.fit()
+                    if self.bad_input is not None:
+                        raise self.bad_input
                     if self.cancelled:
                         raise StudyCancelled("the study was cancelled")
                     if self._interrupted():
@@ -427,6 +508,8 @@ class StudyRunner:
             report_epochs=asha_milestones(spec.budget.epochs)
             if spec.scheduler == "asha" and phase == Phase.SEARCH
             else (),
+            code_package=spec.task_code.package if spec.task_code else None,
+            code_local=str(self.code_local) if self.code_local else None,
         )
 
     def _searches(self) -> dict[str, tuple[OptunaSearch, list[TrialPlan], int]]:

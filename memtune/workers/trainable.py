@@ -20,7 +20,9 @@ import ray
 import torch
 from ray import tune
 
-from memtune.studies.records import Phase, TrialPlan, worst_value
+from memtune.studies.code import CodeError, is_code_reference
+from memtune.studies.records import EpochResult, Phase, TrialPlan, worst_value
+from memtune.studies.tasks import TRAIN_LOSS
 from memtune.workers.training import TrialTraining
 
 __all__ = ["CHECKPOINT_FILE", "EARLIER_EPOCHS", "hyperparameters_of", "train_trial"]
@@ -60,6 +62,21 @@ def _device(plan: TrialPlan) -> str:
     return "cpu"
 
 
+def _check_metric(plan: TrialPlan, result: EpochResult) -> None:
+    """A task from code names its metrics in the spec: the one the search selects on must be
+    in every evaluated epoch (Tune would stop the whole study with its own error otherwise;
+    the runner checks the others)."""
+    if result.diverged or plan.metric == TRAIN_LOSS or plan.metric in result.metrics:
+        return
+    if is_code_reference(plan.task):
+        returned = ", ".join(sorted(result.metrics)) or "nothing"
+        raise CodeError(
+            "metrics",
+            f"{plan.task}'s evaluate('val') returned {returned}, not {plan.metric} (the spec's "
+            "metric)",
+        )
+
+
 def train_trial(config: dict[str, Any]) -> None:
     plan: TrialPlan = config["run"]
     torch.set_num_threads(max(1, plan.threads))
@@ -73,6 +90,8 @@ def train_trial(config: dict[str, Any]) -> None:
         device=_device(plan),
         epochs=plan.epochs,
         schedule=plan.schedule,
+        code_package=plan.code_package,
+        code_local=plan.code_local,
     )
     checkpoint = tune.get_checkpoint()
     if checkpoint:
@@ -87,6 +106,7 @@ def train_trial(config: dict[str, Any]) -> None:
         # Only a seed re-run, and only after its last epoch, ever sees the test split.
         last = training.epoch + 1 == plan.epochs
         result = training.run_epoch(test=last and plan.phase == Phase.SEED)
+        _check_metric(plan, result)
         if result.diverged:
             # A result, not an error: the worst value keeps searchers and schedulers working.
             if plan.metric == "train_loss":

@@ -12,16 +12,21 @@ import random
 import resource
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from memtune.optimizers import get_optimizer
+from memtune.studies.code import CodeError, code_root, is_code_reference, load_builder
 from memtune.studies.records import EpochResult
 from memtune.studies.tasks import get_task
 
-__all__ = ["TrialTraining", "seed_everything"]
+if TYPE_CHECKING:
+    from memtune.studies.runs import TaskRun
+
+__all__ = ["TrialTraining", "build_task", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,44 @@ def lr_multiplier(
         return floor + (1 - floor) * decayed
 
     return multiplier
+
+
+# What a trial calls on the object a task's builder returns (memtune.studies.runs.TaskRun).
+_TASK_RUN = ("model", "batches", "loss", "evaluate")
+
+
+def build_task(
+    task: str,
+    options: Mapping[str, Any] | None,
+    seed: int,
+    device: torch.device,
+    *,
+    smoke: bool = False,
+    code_package: str | None = None,
+    code_local: str | None = None,
+) -> TaskRun:
+    """One trial's task: a registered one by name, or the builder of a task from code,
+    imported here from the study's files (never unpickled)."""
+    if not is_code_reference(task):
+        return get_task(task).create(options, seed, device, smoke=smoke)
+    root = (
+        code_root(code_package, Path(code_local) if code_local else None) if code_package else None
+    )
+    build = load_builder(task, root)
+    run = build(dict(options or {}), seed, device)
+    missing = [name for name in _TASK_RUN if not hasattr(run, name)]
+    if missing:
+        raise CodeError(
+            "task",
+            f"{task} returned {type(run).__name__}, not a TaskRun: it has no "
+            f"{', '.join(missing)} (subclass memtune.studies.runs.TaskRun)",
+        )
+    if not isinstance(run.model, torch.nn.Module):
+        raise CodeError(
+            "task",
+            f"{task} returned a run whose model is {type(run.model).__name__}, not a torch.nn.Module",
+        )
+    return run
 
 
 def _reset_peak_memory(device: torch.device) -> None:
@@ -131,11 +174,21 @@ class TrialTraining:
         device: str | torch.device = "cpu",
         epochs: int | None = None,
         schedule: Mapping[str, Any] | None = None,
+        code_package: str | None = None,
+        code_local: str | None = None,
     ) -> None:
         self.device = torch.device(device)
         _reset_peak_memory(self.device)
         seed_everything(seed)
-        self.task = get_task(task).create(task_options, seed, self.device, smoke=smoke)
+        self.task = build_task(
+            task,
+            task_options,
+            seed,
+            self.device,
+            smoke=smoke,
+            code_package=code_package,
+            code_local=code_local,
+        )
         spec = get_optimizer(optimizer)
         hyperparameters = dict(hyperparameters)
         schedule = dict(schedule or {"kind": "constant"})

@@ -44,6 +44,8 @@ def test_wheel_installs_only_the_memtune_namespace_with_its_data(wheel):
     assert {t for t in top if not t.endswith(".dist-info")} == {"memtune"}
     for data in (
         "memtune/examples/demo.yaml",
+        "memtune/examples/my_task.py",  # the README's example task from code
+        "memtune/examples/my_task.yaml",
         "memtune/service/store/migrations/env.py",
         "memtune/service/store/migrations/script.py.mako",
         "memtune/service/store/migrations/versions/0001_studies_trials_metrics.py",

@@ -99,3 +99,29 @@ class RunningServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def worker_server(tmp_path):
+    """The API and a real worker process (``memtune worker``) on one SQLite database."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    running = RunningServer(url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "memtune.service.cli", "worker"],
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "MEMTUNE_LEASE_S": "6",
+            "MEMTUNE_STORAGE": str(tmp_path / "storage"),
+        },
+    )
+    yield running
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+    running.stop()

@@ -1,7 +1,7 @@
 """Scenarios on a Ray cluster of several nodes on this machine (ray.cluster_utils.Cluster),
 each run in a process of its own by tests/service/test_distributed.py; prints a JSON line.
 
-    python -m tests.service.ray_cluster_scenarios refuse-local-storage|lose-a-node TMP_DIR
+    python -m tests.service.ray_cluster_scenarios refuse-local-storage|lose-a-node|code-task TMP_DIR
 """
 
 from __future__ import annotations
@@ -104,6 +104,54 @@ def lose_a_node(tmp: str, cluster: Cluster, nodes: list) -> dict:
     }
 
 
+def code_task(tmp: str, cluster: Cluster) -> dict:
+    """A study of a task from code on two nodes, its file deleted once the spec was read: the
+    trials import it from what Ray's runtime environment brought (the driver connects with
+    RAY_ADDRESS, as a user's would)."""
+    import shutil
+    from pathlib import Path
+
+    import memtune
+    from memtune.workers.api import study_spec
+
+    source = Path(tmp) / "src"
+    source.mkdir()
+    seen = Path(tmp) / "seen.txt"
+    example = (Path(memtune.__file__).parent / "examples" / "my_task.py").read_text()
+    (source / "wine_task.py").write_text(
+        example
+        + "\n\ndef build(options, seed, device):  # notes where this module was imported from\n"
+        + "    with open(options['seen'], 'a') as seen:\n"
+        + "        seen.write(__file__ + '\\n')\n"
+        + "    return WineRun(options, seed, device)\n"
+    )
+    spec = study_spec(
+        {
+            "name": "code-on-two-nodes",
+            "task": str(source / "wine_task.py") + ":build",
+            "metrics": {"val_loss": "min", "val_accuracy": "max"},
+            "task_options": {"seen": str(seen)},
+            "arms": [{"optimizer": "adamw", "baseline": True}, {"optimizer": "am_adamw"}],
+            "budget": {"searches": 1, "trials_per_search": 2, "epochs": 2},
+            "seeds": [1, 2],
+        }
+    )
+    shutil.rmtree(source)  # submitted: the user's directory may go
+    os.environ["RAY_ADDRESS"] = cluster.address
+    sink = Recording()
+    runner = StudyRunner(spec, sink, experiment_path=f"{tmp}/shared", shared_storage=True)
+    runner.run()
+    files = seen.read_text().split()
+    return {
+        "failed": sink.failed,
+        "planned": spec.total_trials,
+        "trials": len(runner.records),
+        "states": sorted({r.state.value for r in runner.records.values()}),
+        "imported_from": sorted(set(files)),
+        "imports": len(files),
+    }
+
+
 def main(name: str, tmp: str) -> None:
     if name == "lose-a-node":
         # A report and a checkpoint every epoch: by default they are batched by time (every
@@ -117,6 +165,13 @@ def main(name: str, tmp: str) -> None:
         head_node_args={"num_cpus": 0, "gcs_server_port": free_port(), "include_dashboard": False},
     )
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    if name == "code-task":  # the runner connects itself, with the task's runtime environment
+        try:
+            print(json.dumps(code_task(tmp, cluster)))
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+        return
     ray.init(address=cluster.address, log_to_driver=False)
     try:
         if name == "refuse-local-storage":

@@ -283,28 +283,6 @@ def test_a_study_the_reported_nodes_cannot_run_is_422_at_submission(server):
 # -- with a worker ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def worker_server(tmp_path):
-    url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    running = RunningServer(url)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "memtune.service.cli", "worker"],
-        env={
-            **os.environ,
-            "DATABASE_URL": url,
-            "MEMTUNE_LEASE_S": "6",
-            "MEMTUNE_STORAGE": str(tmp_path / "storage"),
-        },
-    )
-    yield running
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    running.stop()
-
-
 def _memtune(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [sys.executable, "-m", "memtune", *args],

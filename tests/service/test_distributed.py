@@ -411,6 +411,22 @@ def test_a_ray_node_dies_and_its_trials_continue_on_another(tmp_path):
     )
 
 
+def test_a_task_from_code_runs_on_two_nodes_from_rays_runtime_environment_after_its_file_went(
+    tmp_path,
+):
+    seen = _scenario("code-task", tmp_path)
+    assert seen["failed"] is None and seen["trials"] == seen["planned"]
+    assert seen["states"] == ["completed"]
+    # Every trial imported the builder from the package Ray unpacked for the job, never from
+    # the deleted directory nor from the driver's own copy.
+    assert seen["imports"] == seen["planned"]
+    assert all(
+        "/runtime_resources/py_modules_files/" in path and "/memtune_code_" in path
+        for path in seen["imported_from"]
+    ), seen["imported_from"]
+    print(f"\n{seen['trials']} trials on two nodes imported the task from {seen['imported_from']}")
+
+
 # -- the production layout ---------------------------------------------------------------------
 
 

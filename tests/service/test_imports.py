@@ -1,5 +1,6 @@
 """The API's process stays light: ``memtune serve`` and ``memtune apikey`` import neither torch
-nor Ray (a spec is validated without them; the worker, another process, imports both)."""
+nor Ray (a spec is validated without them; the worker, another process, imports both), nor a
+tracker's library for a spec that asks for one."""
 
 from __future__ import annotations
 
@@ -19,15 +20,20 @@ SERVE_AND_USE = SERVE_IN_THREAD + textwrap.dedent(
     assert client.post("/studies", json=bad).status_code == 422
     assert client.get("/optimizers").status_code == 200
     assert client.get("/tasks").status_code == 200
-    assert client.get("/studies").json()["count"] == 1
-    assert cli.main(["apikey", "create", "--owner", "alice"]) == 0
-    print(sorted(m for m in ("torch", "ray") if m in sys.modules))
+    tracked = {**spec, "tracking": {"mlflow": "http://127.0.0.1:9", "tensorboard": "/tmp/tb"}}
+    assert client.post("/studies", json=tracked).status_code == 201
+    code = {**spec, "task": "my_task.py:build", "metrics": {"val_loss": "min"}, "code": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}
+    assert client.post("/studies", json=code).status_code == 403  # open mode: no code scope
+    assert client.get("/studies").json()["count"] == 2
+    assert cli.main(["apikey", "create", "--owner", "alice", "--scope", "code"]) == 0
+    heavy = ("torch", "ray", "mlflow", "tensorboard")
+    print(sorted(m for m in heavy if m in sys.modules))
     """
 )
 
 
 @pytest.mark.slow
-def test_serve_and_apikey_import_neither_torch_nor_ray(tmp_path):
+def test_serve_and_apikey_import_neither_torch_nor_ray_nor_a_tracker(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", SERVE_AND_USE],
         env={"DATABASE_URL": f"sqlite:///{tmp_path / 'light.db'}", "PATH": "/usr/bin:/bin"},

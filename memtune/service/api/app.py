@@ -164,6 +164,10 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     async def invalid_spec(request: Request, error: services.InvalidSpec) -> JSONResponse:
         return _error(422, ["body", *error.field.split(".")], error.message, "invalid_spec")
 
+    @app.exception_handler(services.Forbidden)
+    async def forbidden(request: Request, error: services.Forbidden) -> JSONResponse:
+        return _error(403, ["body", *error.field.split(".")], error.message, "forbidden")
+
     @app.exception_handler(NotFound)
     async def not_found(request: Request, error: NotFound) -> JSONResponse:
         return _error(404, [], f"{error} does not exist or is not yours", "not_found")

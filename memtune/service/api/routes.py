@@ -27,12 +27,12 @@ from memtune.service.schemas import (
     StudyCurves,
     StudyExtension,
     StudyPublic,
+    StudySubmission,
     TasksPublic,
     TrialDetail,
     TrialsPublic,
 )
 from memtune.studies.records import StudyStatus
-from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict
 
 router = APIRouter(dependencies=[Depends(no_unknown_query)])
@@ -54,6 +54,7 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000, description="items to skip")]
 def _errors(*codes: int) -> dict[int | str, dict]:
     described = {
         401: "no valid API key (X-API-Key)",
+        403: "the key lacks a scope the request needs; loc names the field",
         404: "no such resource, or not yours",
         409: "the resource's state does not allow it",
         413: "the body is over the configured size",
@@ -106,22 +107,25 @@ ONE = _errors(401, 404, 422)
     response_model=StudyPublic,
     status_code=status.HTTP_201_CREATED,
     tags=["studies"],
-    responses=_errors(401, 413, 422, 429),
+    responses=_errors(401, 403, 413, 422, 429),
 )
 def create_study(
     db: DatabaseDep,
     settings: SettingsDep,
     cache: CacheDep,
     caller: CallerDep,
-    spec: Annotated[StudySpec, Body(examples=[SPEC_EXAMPLE])],
+    spec: Annotated[StudySubmission, Body(examples=[SPEC_EXAMPLE])],
 ) -> StudyPublic:
     """Queues a study; a worker picks it up. The spec is validated here (422 names the field);
-    what it lets through but you should know is in ``warnings``."""
+    what it lets through but you should know is in ``warnings``. A task from code comes with
+    its files in ``code`` and needs a key with the code scope (403 names ``task``); this
+    process never imports them."""
     cache.clear()
     return services.create_study(
         db,
         caller=caller,
-        spec=spec,
+        spec=spec.spec(),
+        code=spec.code,
         inventory_max_age_s=settings.inventory_max_age_s,
         max_active=settings.max_active_studies,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -64,6 +65,9 @@ class ApiKey(Base):
         String(64), unique=True
     )  # sha256 hex; the key is never stored
     prefix: Mapped[str] = mapped_column(String(16))  # to tell keys apart in listings
+    # What the key may do beyond its owner's studies: "code" submits a task from code, which
+    # the workers import and run (services.SCOPES).
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
 
@@ -92,6 +96,9 @@ class Study(Base):
     # dashboard's wait (bench/dashboard_load.py)
     curves: Mapped[dict[str, Any] | None]
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # A task from code: its files (a zip, memtune.studies.code.TaskCode), which only the
+    # workers extract and import; never returned by the API.
+    code: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     worker_id: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]
     attempt: Mapped[int] = mapped_column(Integer, default=0)

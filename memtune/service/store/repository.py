@@ -52,18 +52,22 @@ class Repository:
             self.session.flush()
         return owner
 
-    def add_api_key(self, owner: Owner, key_hash: str, prefix: str) -> ApiKey:
-        key = ApiKey(owner_id=owner.id, key_hash=key_hash, prefix=prefix)
+    def add_api_key(
+        self, owner: Owner, key_hash: str, prefix: str, scopes: list[str] | None = None
+    ) -> ApiKey:
+        key = ApiKey(owner_id=owner.id, key_hash=key_hash, prefix=prefix, scopes=scopes or [])
         self.session.add(key)
         self.session.flush()
         return key
 
-    def owner_of_key(self, key_hash: str) -> Owner | None:
-        return self.session.scalar(
-            select(Owner)
-            .join(ApiKey)
+    def key_and_owner(self, key_hash: str) -> tuple[ApiKey, Owner] | None:
+        """An active key and its owner (the key's scopes say what it may do)."""
+        row = self.session.execute(
+            select(ApiKey, Owner)
+            .join(Owner, ApiKey.owner_id == Owner.id)
             .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-        )
+        ).first()
+        return (row[0], row[1]) if row else None
 
     def has_api_keys(self) -> bool:
         return (
@@ -81,8 +85,10 @@ class Repository:
         arms: list[dict[str, Any]],
         total_trials: int,
         warnings: list[str] | None = None,
+        code: bytes | None = None,
     ) -> Study:
         study = Study(
+            code=code,
             warnings=list(warnings or ()),
             owner_id=owner.id,
             name=spec["name"],
