@@ -224,7 +224,8 @@ def _remote(handler):
             _say(args, f"{url}: {error}{hint}")
             return code
         except SpecError as error:
-            _say(args, f"{args.study}: {error.field}: {error.message}")
+            where = getattr(args, "study", None)
+            _say(args, f"{f'{where}: ' if where else ''}{error.field}: {error.message}")
             return EXIT_BAD_INPUT
         except (FileNotFoundError, IsADirectoryError) as error:
             _say(args, f"{error.filename}: no such file")
@@ -305,6 +306,13 @@ def _replay(client, args: argparse.Namespace) -> int:
     spec = parse_spec(
         {k: v for k, v in client.study(trial["study_id"])["spec"].items() if k != "schema_version"}
     )
+    if spec.from_code:  # the API never hands a study's code back
+        print(
+            f"error: study {trial['study_id']}'s task is from code ({spec.task}), whose files "
+            "the service does not return: replay it with memtune run on your copy of the spec",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     arm = next(a for a in spec.arms if a.label == trial["arm"])
     training = TrialTraining(
         task=spec.task,

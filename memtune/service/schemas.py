@@ -41,8 +41,7 @@ class StudySubmission(StudySpec):
 
     code: Base64Bytes | None = Field(
         None,
-        # base64 grows the archive by a third
-        max_length=CODE_LIMIT_BYTES * 4 // 3 + 4,
+        max_length=CODE_LIMIT_BYTES,  # of the archive (pydantic checks it decoded)
         description="a task from code: its files as a zip archive, base64-encoded, paths "
         "relative to the archive's root (task names the builder in it: my_task.py:build). "
         "Needs an API key with the code scope; the workers import it, the API never does",

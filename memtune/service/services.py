@@ -208,7 +208,8 @@ def _authenticate(db: Database, settings: Settings, key: str | None) -> Caller |
             found = repository.key_and_owner(hash_key(key))
             if found is not None:
                 api_key, owner = found
-                return Caller(owner.id, owner.name, frozenset(api_key.scopes or ()))
+                scopes = frozenset(api_key.scopes or ())
+                return Caller(owner_id=owner.id, owner=owner.name, scopes=scopes)
             return Unauthorized("invalid API key")
         if settings.admin_key or repository.has_api_keys():
             return Unauthorized("an API key is required (header X-API-Key)")
@@ -351,6 +352,15 @@ def create_study(
     """Queues ``spec`` (validated by its model, without torch) for a worker; ``code``: the
     files of a task from code (a zip), stored with it."""
     files = _submitted_code(caller, spec, code)
+    if spec.tracking is not None and not caller.may_submit_code:
+        # Where the worker writes files and which servers it calls: as much the operator's
+        # trust as code is (MLFLOW_TRACKING_URI on the workers serves everyone).
+        raise Forbidden(
+            "tracking",
+            "a spec's own tracking makes the workers write files and call servers it names: it "
+            "needs an API key with the code scope (the operator's MLFLOW_TRACKING_URI on the "
+            "workers tracks every study)",
+        )
     resolved, arms = _queueable(spec)
     with db.session() as session:
         repository = Repository(session)
@@ -407,6 +417,10 @@ def extend_study(
             parsed = parse_spec(_extended_spec(study.spec, extension))
         except SpecError as error:
             raise InvalidSpec(error.field, error.message) from None
+        if (parsed.from_code or parsed.tracking is not None) and not caller.may_submit_code:
+            # Extending runs the stored code (and tracking) again: the same scope as submitting.
+            field = "task" if parsed.from_code else "tracking"
+            raise Forbidden(field, f"this study's {field} needs an API key with the code scope")
         _check_inventory(repository, parsed, inventory_max_age_s)
         _check_capacity(repository, session.get(Owner, study.owner_id), max_active)
         resolved, arm_rows = _queueable(parsed)

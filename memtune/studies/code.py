@@ -14,6 +14,7 @@ the spec, the API and the client read and check references without importing use
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.util
@@ -33,6 +34,8 @@ __all__ = [
     "CODE_LIMIT_BYTES",
     "CodeError",
     "TaskCode",
+    "code_cache",
+    "code_root",
     "is_code_reference",
     "load_builder",
     "split_reference",
@@ -140,22 +143,19 @@ class TaskCode:
             path = (base / target).resolve()
             if not path.is_file():
                 raise CodeError("task", f"no file {target} (looked for {path})")
+            shipped = path  # the file alone, unless a directory is named
         else:
             found = _module_file(target, root or base)
             if found is None:
                 return None
-            path = found
+            path, shipped = found  # a module's file, or its whole top-level package
+            if root is None:
+                root = base.resolve()
         if root is None:
             root = path.parent
-            files = [path]
-        else:
-            if not path.is_relative_to(root):
-                raise CodeError("task_dir", f"{path} lies outside the directory {root}")
-            files = sorted(
-                p
-                for p in root.rglob("*")
-                if p.is_file() and not _SKIPPED & set(p.relative_to(root).parts)
-            )
+        elif not path.is_relative_to(root):
+            raise CodeError("task_dir", f"{path} lies outside the directory {root}")
+        files = _files_under(root if directory else shipped)
         size = sum(p.stat().st_size for p in files)
         if size > CODE_LIMIT_BYTES:
             raise CodeError(
@@ -200,6 +200,15 @@ class TaskCode:
             )
         if module_name != "__main__" and "site-packages" in Path(source).parts:
             return f"{module_name}:{name}", None
+        if module_name == "__main__" and not _guards_main(Path(source).read_text()):
+            # Every trial imports the file again: an unguarded memtune.run() would start a
+            # study inside each trial.
+            raise CodeError(
+                "task",
+                f"{name} is defined in the script that runs the study, which every trial "
+                "imports again: put the script's own work under if __name__ == '__main__': "
+                "or move the builder to a module of its own",
+            )
         path = Path(source).resolve()
         code = cls.read(
             f"{path.name}:{name}", path.parent, directory=str(directory) if directory else None
@@ -235,23 +244,59 @@ def _shipped_directory(base: Path, directory: str) -> Path:
     return root
 
 
-def _module_file(module: str, root: Path) -> Path | None:
-    """The file of ``module`` when it lies under ``root`` (found without importing it)."""
-    first = module.split(".")[0]
-    for candidate in (root / f"{first}.py", root / first / "__init__.py"):
-        if candidate.is_file():
-            rest = module.split(".")[1:]
-            path = root.joinpath(first, *rest[:-1], f"{rest[-1]}.py") if rest else candidate
-            return path.resolve() if path.is_file() else candidate.resolve()
-    return None
+def _module_file(module: str, root: Path) -> tuple[Path, Path] | None:
+    """Where ``module`` lies under ``root`` (found without importing it): its file, and what
+    ships with it (the file of a top-level module, the whole top-level package of one inside
+    a package, whose imports need their package). None: not under ``root``."""
+    first, *rest = module.split(".")
+    single, package = root / f"{first}.py", root / first
+    if not rest and single.is_file():
+        return single.resolve(), single.resolve()
+    if not (package / "__init__.py").is_file() and not (rest and package.is_dir()):
+        return None
+    path = package.joinpath(*rest[:-1], f"{rest[-1]}.py") if rest else package / "__init__.py"
+    if not path.is_file():
+        path = package.joinpath(*rest, "__init__.py")
+    if not path.is_file():
+        raise CodeError("task", f"{module} is not a module of {package}")
+    return path.resolve(), package.resolve()
 
 
-def code_root(package: str, local: Path | None) -> Path | None:
+def _files_under(path: Path) -> list[Path]:
+    """A file, or every file below a directory but caches, version control, virtual
+    environments and dotenv files (which hold secrets)."""
+    if path.is_file():
+        return [path]
+    return sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and not _SKIPPED & set(p.relative_to(path).parts)
+        and not p.name.startswith(".env")
+    )
+
+
+def code_cache() -> Path:
+    """Where runners extract a study's files on their machine (content-addressed, so a study
+    resumed later, or a second study of the same code, finds them as they were)."""
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("memtune")) / "code"
+
+
+def code_root(package: str) -> Path:
     """Where a trial finds its study's files: on ``sys.path`` when Ray's runtime environment
-    brought them (``py_modules``), else the runner's local copy."""
+    brought them (``py_modules``), else the runner's copy on this machine."""
     spec = importlib.util.find_spec(package)
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
+    local = code_cache() / package
+    if not local.is_dir():
+        raise CodeError(
+            "task",
+            f"the study's files ({package}) are not on this node: on a cluster they travel with "
+            "the runtime environment of a driver that connects with RAY_ADDRESS",
+        )
     return local
 
 
@@ -265,6 +310,8 @@ def load_builder(reference: str, root: Path | None) -> Callable[..., Any]:
         if root is None:
             raise CodeError("task", f"{target}: the study's files were not found on this node")
         path = root / target
+        if str(path.parent) not in sys.path:  # a file in a subfolder imports its siblings
+            sys.path.insert(0, str(path.parent))
         # One module per study's files (their digest names root): a reused trial actor that
         # served another study's my_task.py imports this one afresh.
         stem = re.sub(r"\W", "_", target.removesuffix(".py"))
@@ -278,12 +325,33 @@ def load_builder(reference: str, root: Path | None) -> Callable[..., Any]:
             sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
-            except BaseException:
+            except Exception as error:
                 del sys.modules[name]
-                raise
+                raise CodeError("task", f"importing {target} raised {_described(error)}") from error
     else:
-        module = importlib.import_module(target)
+        try:
+            module = importlib.import_module(target)
+        except Exception as error:
+            raise CodeError("task", f"importing {target} raised {_described(error)}") from error
     builder = getattr(module, function, None)
     if not callable(builder):
         raise CodeError("task", f"{target} defines no function {function!r}")
     return builder
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def _guards_main(source: str) -> bool:
+    """Whether a script runs its top-level work under ``if __name__ == "__main__":``."""
+    for node in ast.parse(source).body:
+        test = node.test if isinstance(node, ast.If) else None
+        if (
+            isinstance(test, ast.Compare)
+            and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+        ):
+            return True
+    return False

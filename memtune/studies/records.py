@@ -106,9 +106,8 @@ class TrialPlan:
     # be reported together with a later one (see memtune.workers.trainable).
     report_epochs: tuple[int, ...] = ()
     # A task from code: the package its files travel as (Ray's runtime environment puts it
-    # on sys.path) and the runner's local copy of them (memtune.studies.code).
+    # on sys.path, or the runner extracted it on this machine: memtune.studies.code).
     code_package: str | None = None
-    code_local: str | None = None
 
     @property
     def search_key(self) -> str:

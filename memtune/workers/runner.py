@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import logging
 import os
 import re
@@ -32,11 +33,11 @@ from typing import Any
 
 import optuna
 import ray
-from platformdirs import user_cache_dir
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from memtune.studies.code import CodeError, code_cache, load_builder
 from memtune.studies.records import (
     EpochResult,
     Phase,
@@ -177,17 +178,13 @@ class _Recorder(_DriverOnly, tune.Callback):
         record.traceback = _error_text(trial)
         lines = [line for line in record.traceback.splitlines() if line.strip()]
         record.error = lines[-1] if lines else "the trial failed"
-        if self.runner.spec.from_code and not record.epochs and self.runner.bad_input is None:
-            # A task from code whose builder (or first epoch) raises would fail every trial.
-            named = re.search(r"CodeError: (\w+): (.*)$", record.error)
-            self.runner.bad_input = (
-                SpecError(named[1], named[2])
-                if named
-                else SpecError(
-                    "task",
-                    f"{self.runner.spec.task} failed in trial {record.trial_id} before its "
-                    f"first epoch: {record.error} (the trial holds the traceback)",
-                )
+        # memtune.studies.code.CodeError, as Tune wrote it: a task from code that cannot run
+        # (its builder raised or returned no TaskRun, evaluate lacks a declared metric) would
+        # fail every trial, so the study stops with the field named.
+        named = re.search(r"CodeError: (\w+): (.*)$", record.error)
+        if named and self.runner.bad_input is None:
+            self.runner.bad_input = SpecError(
+                named[1], f"{named[2]} (trial {record.trial_id} holds the traceback)"
             )
         self._finish(record)
 
@@ -244,14 +241,14 @@ class StudyRunner:
     ) -> None:
         self.spec = spec
         self.sink = sink or ResultsSink()
-        # MLflow and TensorBoard beside the study's own sink (spec.tracking, MLFLOW_TRACKING_URI);
-        # tracking_key finds a resumed study's MLflow run again (default: the study key).
-        trackers = trackers_for(spec, tracking_key or study_key or spec.name)
-        if trackers:
-            self.sink = Trackers(self.sink, trackers)
         self.progress = progress
         self.optuna_storage = optuna_storage
         self.study_key = study_key or f"{spec.name}-{int(time.time())}"
+        # MLflow and TensorBoard beside the study's own sink (spec.tracking, MLFLOW_TRACKING_URI);
+        # tracking_key finds a resumed study's MLflow run again (default: this run's own key).
+        trackers = trackers_for(spec, tracking_key or self.study_key)
+        if trackers:
+            self.sink = Trackers(self.sink, trackers)
         self.max_failures = max_failures
         self.trainable = trainable
         # Where the Tune experiment lives (None: a temporary directory), whether every node of
@@ -267,7 +264,6 @@ class StudyRunner:
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in kept}
         self.cancelled, self.last_cancel_poll = False, 0.0
         self.bad_input: SpecError | None = None  # a task from code that cannot run
-        self.code_local: Path | None = None  # where this run extracted the task's files
 
     # -- what the progress bar reads ----------------------------------------------------------
 
@@ -368,29 +364,42 @@ class StudyRunner:
                 )
 
     def _code_root(self) -> Path | None:
-        """Extracts a task from code's files for this run's trials (None: nothing to ship)."""
+        """A task from code: its files extracted on this machine and its builder imported
+        here once, so that a missing function or a file that does not import stops the study
+        before Ray starts. Returns where the files are (None: nothing to ship)."""
         spec = self.spec
         if not spec.from_code:
             return None
-        if spec.task_code is None:
-            if spec.task.split(":")[0].endswith(".py"):
-                raise SpecError(
-                    "task",
-                    f"{spec.task}: the file was never read; load the spec with load_spec() or "
-                    "run it with memtune.run(), which read the task's files",
-                )
-            return None  # module:function of an installed module, imported by name
-        # Content-addressed, so kept: a study resumed later (its trials' plans name this path)
-        # finds the same files, and a second study of the same code extracts nothing.
-        self.code_local = spec.task_code.extract(Path(user_cache_dir("memtune")) / "code")
-        return self.code_local
+        root = None
+        if spec.task_code is not None:
+            root = spec.task_code.extract(code_cache())
+        elif spec.task.split(":")[0].endswith(".py"):
+            raise SpecError(
+                "task",
+                f"{spec.task}: the file was never read; load the spec with load_spec() or "
+                "run it with memtune.run(), which read the task's files",
+            )
+        try:  # an installed module (module:function without files) is imported by name
+            load_builder(spec.task, root)
+        except CodeError as error:
+            raise SpecError(error.field, error.message) from None
+        return root
 
     def _runtime_env(self, root: Path | None) -> dict[str, Any] | None:
         """What a driver that connects to a cluster (RAY_ADDRESS) ships to every node: the
         task's files, only for a study that has some (a runtime env costs each actor a
-        set-up process)."""
+        set-up process). Ray started before this study cannot take them any more: unless
+        they came with this process's own runtime env (the service's study drivers), that is
+        an error rather than trials that fail on every other node."""
         if root is None or not os.environ.get("RAY_ADDRESS"):
             return None
+        if ray.is_initialized() and importlib.util.find_spec(root.name) is None:
+            raise SpecError(
+                "task",
+                "Ray was connected before this study, so its runtime environment cannot carry "
+                f"the task's files any more: run the study first, or ray.init(runtime_env="
+                f"{{'py_modules': ['{root}']}})",
+            )
         return {"py_modules": [str(root)]}
 
     def run(self) -> Verdict:
@@ -419,6 +428,12 @@ class StudyRunner:
                     verdict = build_verdict(self.spec, self.records.values())
                 except StudyCancelled:
                     self.sink.study_cancelled()
+                    raise
+                except KeyboardInterrupt:
+                    # The study's own sink keeps it as it is (a resume continues it); the
+                    # trackers close their runs.
+                    if isinstance(self.sink, Trackers):
+                        self.sink.interrupted()
                     raise
                 except Exception as error:
                     self.sink.study_failed(f"{type(error).__name__}: {error}")
@@ -509,7 +524,6 @@ class StudyRunner:
             if spec.scheduler == "asha" and phase == Phase.SEARCH
             else (),
             code_package=spec.task_code.package if spec.task_code else None,
-            code_local=str(self.code_local) if self.code_local else None,
         )
 
     def _searches(self) -> dict[str, tuple[OptunaSearch, list[TrialPlan], int]]:

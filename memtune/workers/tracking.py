@@ -99,7 +99,11 @@ class _Background(ResultsSink):
 
     def close(self, timeout_s: float | None = None) -> None:
         """Sends what is queued, waiting at most ``timeout_s`` (default FLUSH_TIMEOUT_S)."""
-        self._calls.put(None)
+        try:
+            self._calls.put_nowait(None)
+        except queue.Full:  # stuck on a silent server: drop the rest, end when there is room
+            self._abandoned = True
+            threading.Thread(target=self._calls.put, args=(None,), daemon=True).start()
         self._thread.join(FLUSH_TIMEOUT_S if timeout_s is None else timeout_s)
         self._abandoned = self._thread.is_alive()
         if self._abandoned or self.dropped:
@@ -124,6 +128,7 @@ class MlflowTracker(_Background):
         self.uri, self.key, self.experiment = uri, key, experiment
         self.parent: str | None = None
         self.experiment_id: str | None = None
+        self._study: tuple[str, dict[str, Any]] | None = None  # to start it late
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.optimizers: dict[str, str] = {}
         super().__init__()
@@ -144,6 +149,7 @@ class MlflowTracker(_Background):
             "baseline": spec.baseline_arm.label if spec.baseline_arm else "",
             "search_seed": spec.search_seed,
         }
+        self._study = (spec.name, params)
         self._post(self._start_study, spec.name, params)
 
     def trial_started(self, record: TrialRecord) -> None:
@@ -200,22 +206,40 @@ class MlflowTracker(_Background):
         if earlier:  # a resumed study: its parent run goes on
             self.parent = earlier[0].info.run_id
             self.client.update_run(self.parent, status="RUNNING")
-            children = self.client.search_runs(
-                [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{self.parent}'"
-            )
             self.runs = {
-                r.data.tags["memtune.trial_id"]: r.info.run_id
-                for r in children
-                if "memtune.trial_id" in r.data.tags
+                run.data.tags["memtune.trial_id"]: run.info.run_id
+                for run in self._children(experiment)
+                if "memtune.trial_id" in run.data.tags
             }
             return
         run = self.client.create_run(experiment, run_name=name, tags={"memtune.study": self.key})
         self.parent = run.info.run_id
         self.client.log_batch(self.parent, params=[Param(k, str(v)) for k, v in params.items()])
 
+    def _children(self, experiment: str) -> list[Any]:
+        """Every nested run of the parent, page by page (a study has thousands of trials)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [experiment],
+                filter_string=f"tags.`mlflow.parentRunId` = '{self.parent}'",
+                max_results=1000,
+                page_token=token,
+            )
+            runs += list(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _ensure_parent(self) -> None:
+        """A server that was down when the study started: start its parent run now."""
+        if self.parent is None and self._study is not None:
+            self._start_study(*self._study)
+
     def _start_trial(self, trial_id: str, name: str, config: dict, tags: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
 
+        self._ensure_parent()
         if trial_id in self.runs:  # resumed, or restarted after a failure: the same run
             run_id = self.runs[trial_id]
             self.client.update_run(run_id, status="RUNNING")
@@ -250,8 +274,7 @@ class MlflowTracker(_Background):
     ) -> None:
         from mlflow.entities import Metric
 
-        if self.parent is None:
-            return
+        self._ensure_parent()
         if verdict is not None:
             self.client.log_dict(self.parent, to_json(verdict), "verdict.json")
         stamp = int(time.time() * 1000)
@@ -395,32 +418,36 @@ class Trackers(ResultsSink):
     def study_cancelled(self) -> None:
         self._each("study_cancelled")
 
+    def interrupted(self) -> None:
+        """Ctrl-C: the trackers close their runs (the study's own sink keeps it resumable)."""
+        for tracker in self.trackers:
+            tracker.study_cancelled()
+
     def cancel_requested(self) -> bool:
         return self.primary.cancel_requested()
 
 
+def _add(made: list[ResultsSink], extra: str, make: Callable[[], ResultsSink]) -> None:
+    """A tracker that cannot be made (its library missing, a URI it refuses) is a warning:
+    the study runs without it."""
+    try:
+        made.append(make())
+    except ImportError:
+        log.warning("%s asked for but not installed: pip install 'memtune[%s]'", extra, extra)
+    except Exception as error:
+        log.warning("%s: %s: %s (the study goes on without it)", extra, type(error).__name__, error)
+
+
 def trackers_for(spec: StudySpec, key: str) -> list[ResultsSink]:
     """The trackers a study reports to: the spec's ``tracking``, and MLflow at
-    ``MLFLOW_TRACKING_URI`` when the spec names no server. A tracker whose library is not
-    installed is a warning, not an error."""
+    ``MLFLOW_TRACKING_URI`` when the spec names no server."""
     tracking = spec.tracking
     uri = (tracking.mlflow if tracking else None) or os.environ.get("MLFLOW_TRACKING_URI")
     made: list[ResultsSink] = []
     if uri:
-        try:
-            made.append(
-                MlflowTracker(uri, key=key, experiment=tracking.experiment if tracking else None)
-            )
-        except ImportError:
-            log.warning(
-                "MLflow tracking asked for (%s) but mlflow is not installed: pip install 'memtune[mlflow]'",
-                uri,
-            )
+        experiment = tracking.experiment if tracking else None
+        _add(made, "mlflow", lambda: MlflowTracker(uri, key=key, experiment=experiment))
     if tracking and tracking.tensorboard:
-        try:
-            made.append(TensorBoardTracker(tracking.tensorboard, study=spec.name))
-        except ImportError:
-            log.warning(
-                "TensorBoard asked for but tensorboard is not installed: pip install 'memtune[tensorboard]'"
-            )
+        directory = tracking.tensorboard
+        _add(made, "tensorboard", lambda: TensorBoardTracker(directory, study=spec.name))
     return made

@@ -91,7 +91,6 @@ def train_trial(config: dict[str, Any]) -> None:
         epochs=plan.epochs,
         schedule=plan.schedule,
         code_package=plan.code_package,
-        code_local=plan.code_local,
     )
     checkpoint = tune.get_checkpoint()
     if checkpoint:

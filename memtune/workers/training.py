@@ -12,7 +12,6 @@ import random
 import resource
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -80,17 +79,18 @@ def build_task(
     *,
     smoke: bool = False,
     code_package: str | None = None,
-    code_local: str | None = None,
 ) -> TaskRun:
     """One trial's task: a registered one by name, or the builder of a task from code,
-    imported here from the study's files (never unpickled)."""
+    imported here from the study's files (never unpickled). What goes wrong in a task from
+    code before its first epoch is a CodeError naming the spec's field (the runner stops the
+    study on it), chained to the user's own exception and traceback."""
     if not is_code_reference(task):
         return get_task(task).create(options, seed, device, smoke=smoke)
-    root = (
-        code_root(code_package, Path(code_local) if code_local else None) if code_package else None
-    )
-    build = load_builder(task, root)
-    run = build(dict(options or {}), seed, device)
+    build = load_builder(task, code_root(code_package) if code_package else None)
+    try:
+        run = build(dict(options or {}), seed, device)
+    except Exception as error:
+        raise CodeError("task", f"{task} raised {type(error).__name__}: {error}") from error
     missing = [name for name in _TASK_RUN if not hasattr(run, name)]
     if missing:
         raise CodeError(
@@ -175,7 +175,6 @@ class TrialTraining:
         epochs: int | None = None,
         schedule: Mapping[str, Any] | None = None,
         code_package: str | None = None,
-        code_local: str | None = None,
     ) -> None:
         self.device = torch.device(device)
         _reset_peak_memory(self.device)
@@ -187,7 +186,6 @@ class TrialTraining:
             self.device,
             smoke=smoke,
             code_package=code_package,
-            code_local=code_local,
         )
         spec = get_optimizer(optimizer)
         hyperparameters = dict(hyperparameters)

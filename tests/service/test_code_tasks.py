@@ -34,6 +34,13 @@ SPEC = {
 }
 
 
+SMOKE_REGISTERED = {
+    "task": "digits_mlp",
+    "smoke": True,
+    "arms": [{"optimizer": "sgd", "baseline": True}, {"optimizer": "am_sgd"}],
+}
+
+
 def _zip(files: dict[str, str]) -> str:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -114,6 +121,30 @@ def test_bad_code_is_422_naming_the_field(server, change, loc, message):
     assert response.status_code == 422, response.text
     detail = response.json()["detail"][0]
     assert detail["loc"][: len(loc)] == loc and message.lower() in detail["msg"].lower()
+
+
+def test_tracking_and_extending_code_need_the_code_scope_too(server):
+    from memtune.service.store.repository import Repository
+    from memtune.studies.records import StudyStatus
+
+    plain = services.create_api_key(server.db, owner="bob")
+    coder = services.create_api_key(server.db, owner="bob", scopes=["code"])
+    tracked = {**SMOKE_REGISTERED, "tracking": {"tensorboard": "/etc/memtune-tb"}}
+    with server.client(plain) as as_plain, server.client(coder) as as_coder:
+        refused = as_plain.post("/studies", json=tracked)
+        assert refused.status_code == 403
+        assert refused.json()["detail"][0]["loc"] == ["body", "tracking"]
+        assert as_coder.post("/studies", json=tracked).status_code == 201
+        body = {**SPEC, "code": _zip({"my_task.py": "def build(o, s, d): ...\n"})}
+        study = as_coder.post("/studies", json=body).json()
+        with server.db.session() as session:  # as if a worker had run it
+            Repository(session).find_study(study["id"], None).status = StudyStatus.COMPLETED
+        extended = as_plain.post(f"/studies/{study['id']}/extend", json={"seeds": [7]})
+        assert extended.status_code == 403, extended.text
+        assert extended.json()["detail"][0]["loc"] == ["body", "task"]
+        assert (
+            as_coder.post(f"/studies/{study['id']}/extend", json={"seeds": [7]}).status_code == 200
+        )
 
 
 def test_open_mode_refuses_code_and_the_admin_may_submit_it(tmp_path):

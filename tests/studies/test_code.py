@@ -112,6 +112,34 @@ def test_a_task_dir_ships_the_directory_without_caches_and_never_a_home(tmp_path
     assert large.value.field == "task_dir" and "at most" in large.value.message
 
 
+def test_a_module_in_a_package_ships_its_package_and_a_dotenv_never_ships(tmp_path):
+    _write(tmp_path / "pkg" / "__init__.py", "")
+    _write(tmp_path / "pkg" / "tasks.py", "from pkg.helper import W\ndef build(o, s, d): ...\n")
+    _write(tmp_path / "pkg" / "helper.py", "W = 1\n")
+    _write(tmp_path / "pkg" / ".env", "TOKEN=secret\n")
+    spec = load_spec(_spec_file(tmp_path, task="pkg.tasks:build"))
+    assert spec.task == "pkg.tasks:build"
+    assert sorted(spec.task_code.names()) == ["pkg/__init__.py", "pkg/helper.py", "pkg/tasks.py"]
+    root = spec.task_code.extract(tmp_path / "x")
+    assert load_builder(spec.task, root).__module__ == "pkg.tasks"
+
+
+def test_a_builder_in_an_unguarded_script_is_refused_a_guarded_one_ships(tmp_path):
+    def builder_of(source: str):
+        path = _write(tmp_path / "script.py", source)
+        namespace: dict = {"__name__": "__main__"}
+        exec(compile(path.read_text(), str(path), "exec"), namespace)
+        return namespace["build"]
+
+    body = "def build(options, seed, device):\n    return None\n"
+    with pytest.raises(CodeError) as unguarded:
+        TaskCode.for_function(builder_of(body + "STUDY = build({}, 0, 'cpu')  # memtune.run\n"))
+    assert "if __name__ == '__main__'" in unguarded.value.message
+    guarded = body + "if __name__ == '__main__':\n    STUDY = build({}, 0, 'cpu')\n"
+    reference, code = TaskCode.for_function(builder_of(guarded))
+    assert reference == "script.py:build" and code.names() == ["script.py"]
+
+
 def test_a_module_reference_ships_a_module_beside_the_spec_and_not_an_installed_one(tmp_path):
     _write(tmp_path / "mine.py", "def build(o, s, d): ...\n")
     spec = load_spec(_spec_file(tmp_path, task="mine:build"))

@@ -89,7 +89,7 @@ def test_a_builder_that_raises_stops_the_study_at_once_with_its_traceback_on_the
         tmp_path, "def build(options, seed, device):\n    raise RuntimeError('no data here')\n"
     )
     assert error.field == "task" and "no data here" in error.message
-    assert "before its first epoch" in error.message
+    assert "raised RuntimeError" in error.message and "holds the traceback" in error.message
     failed = [r for r in sink.records.values() if r.state == TrialState.ERROR]
     assert failed and "RuntimeError: no data here" in failed[0].traceback
     assert "broken.py" in failed[0].traceback  # the user's own line, in the trial's traceback
@@ -116,3 +116,15 @@ def test_metrics_that_evaluate_never_returns_stop_the_study_at_the_first_trial(
     assert error.field == "metrics"
     assert "val_acc" in error.message and "val_accuracy" in error.message  # asked vs returned
     assert len(sink.records) <= 4  # the trials already running when the first result came
+
+
+def test_a_cluster_joined_before_the_study_without_its_files_is_refused(tmp_path, monkeypatch):
+    # RAY_ADDRESS names a cluster, and Ray is up already (this module's): the job's runtime
+    # environment cannot carry the files any more, so the study says so instead of failing
+    # on every other node.
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6390")
+    copy = shutil.copy(EXAMPLE, tmp_path / "late_task.py")
+    build = _import(Path(copy), "late_task").build
+    with pytest.raises(SpecError) as error:
+        memtune.run(_spec(), task=build, progress=False)
+    assert error.value.field == "task" and "py_modules" in error.value.message
