@@ -20,6 +20,10 @@ RUN apt-get update && apt-get install -y --no-install-recommends dataset-fashion
 COPY --from=wheel /dist /dist
 RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX" "$(ls /dist/memtune-*.whl)[service]" \
     && rm -rf /dist
+# A user of its own (uid 1000, the Kubernetes manifests' runAsUser); /runs is where compose
+# mounts the shared storage, owned by it so that a new named volume is too.
+RUN useradd --uid 1000 --create-home memtune && mkdir /runs && chown memtune:memtune /runs
+USER 1000
 WORKDIR /srv
 EXPOSE 8000
 CMD ["memtune", "serve", "--host", "0.0.0.0", "--no-worker"]

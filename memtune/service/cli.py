@@ -74,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     from memtune.service.store.session import Database
 
     settings = _settings(args)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, upgrade=settings.migrate_on_start)
     if services.is_open(db, settings):
         if not _is_loopback(settings.host):
             print(
@@ -107,9 +107,27 @@ def _worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        StudyWorker(Database(settings.database_url), settings).run_forever(once=args.once)
+        database = Database(settings.database_url, upgrade=settings.migrate_on_start)
+        StudyWorker(database, settings).run_forever(once=args.once)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    """Upgrades the database to this version's schema (Alembic) and says where it stands."""
+    from sqlalchemy import text
+
+    from memtune.service.store.session import Database
+
+    settings = _settings(args)
+    db = Database(settings.database_url)  # upgrades to head
+    with db.engine.connect() as connection:
+        revision = connection.execute(
+            text("SELECT version_num FROM memtune_alembic_version")
+        ).scalar()
+    where = db.engine.url.render_as_string(hide_password=True)
+    print(f"{where} is at revision {revision}", file=sys.stderr)
     return 0
 
 
@@ -362,6 +380,14 @@ def build_service_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--once", action="store_true", help="run at most one study, then exit")
     worker.set_defaults(handler=_worker)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the database (DATABASE_URL) to this version's schema, then exit",
+        description="What the API and the workers do at start unless MEMTUNE_MIGRATE_ON_START "
+        "is false: run it once, before they start, where several replicas share a database.",
+    )
+    migrate.set_defaults(handler=_migrate)
 
     apikey = commands.add_parser("apikey", help="manage API keys")
     apikey_commands = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         gt=0,
         description="the API checks submissions against nodes reported within this long",
     )
+    migrate_on_start: bool = Field(
+        True,
+        description="upgrade the database's schema when the API or a worker starts; off where "
+        "a job runs `memtune migrate` first (Kubernetes), so that replicas never race",
+    )
 
 
 def study_storage(settings: Settings, study_id: int) -> tuple[str, bool]:

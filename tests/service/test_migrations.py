@@ -116,3 +116,30 @@ def test_every_endpoint_answers_for_a_study_stored_before_schema_two(database_ur
     assert "undetermined" in verdict["comparisons"][0]["reason"]
     for format in ("json", "csv"):
         assert client.get("/studies/1/export", params={"format": format}).status_code == 200
+
+
+def test_memtune_migrate_upgrades_and_the_services_can_leave_it_to_that_job(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import inspect
+
+    from memtune.service.api.app import create_app
+    from memtune.service.config import Settings
+    from memtune.service.store.session import get_engine, normalize_url
+
+    untouched = f"sqlite:///{tmp_path / 'untouched.db'}"
+    create_app(Settings(database_url=untouched, migrate_on_start=False))
+    assert "memtune_studies" not in inspect(get_engine(normalize_url(untouched))).get_table_names()
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "memtune", "migrate"],
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "at revision 0007_code_tasks" in done.stderr  # the newest revision
+    assert "memtune_studies" in inspect(get_engine(normalize_url(url))).get_table_names()

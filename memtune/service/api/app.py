@@ -128,7 +128,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         version="0.1.0",
     )
     app.state.settings = settings
-    app.state.db = db or Database(settings.database_url)
+    app.state.db = db or Database(settings.database_url, upgrade=settings.migrate_on_start)
     app.state.cache = ResponseCache()
     app.include_router(router)
     app.include_router(dashboard_router)
