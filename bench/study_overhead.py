@@ -104,11 +104,7 @@ def main() -> None:
     # once ran without it, their warmup a 35th as long: some trials then trained twice as
     # long, and the runner looked 12% faster at training than plain processes.)
     arm = spec.arms[0]
-    schedule = {
-        "kind": spec.schedule.kind,
-        "floor": spec.schedule.floor,
-        "warmup_fraction": spec.warmup_fraction(arm),
-    }
+    schedule = spec.trial_schedule(arm)
     concurrency = os.cpu_count() or 1
     runs: dict[str, list[tuple[float, float]]] = {"runner": [], "plain": []}
     trials: list[tuple] = []

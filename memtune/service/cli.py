@@ -341,11 +341,7 @@ def _replay(client, args: argparse.Namespace) -> int:
         smoke=spec.smoke,
         device=args.device,
         epochs=spec.arm_epochs(arm),
-        schedule={
-            "kind": spec.schedule.kind,
-            "floor": spec.schedule.floor,
-            "warmup_fraction": spec.warmup_fraction(arm),
-        },
+        schedule=spec.trial_schedule(arm),
     )
     metric = spec.resolved_metric
     stored = {h["epoch"]: h["values"].get(metric) for h in trial["history"]}

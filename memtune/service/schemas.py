@@ -103,6 +103,9 @@ class TrialPublic(BaseModel):
     config: JsonObject
     state: TrialState
     attempt: int
+    node_losses: int = Field(
+        0, description="restarts after its Ray node died (spot reclaim): not failures"
+    )
     epochs_done: int
     best_metric: Number | None
     final_metric: Number | None = Field(

@@ -123,6 +123,7 @@ class StoreSink(ResultsSink):
             "state": record.state,
             "attempt": record.attempt,
             "repeat": record.repeat,
+            "node_losses": record.node_losses,
             "epochs_done": len(record.epochs),
             "best_metric": record.best(self.metric, self.mode),
             "final_metric": record.final(self.metric, self.mode) if ended else None,
@@ -234,6 +235,7 @@ def stored_records(repository: Repository, study_id: int, spec: Any) -> list[Tri
             error=t.error,
             attempt=t.attempt,
             repeat=t.repeat,
+            node_losses=t.node_losses,
         )
         for t in trials
     ]

@@ -152,6 +152,7 @@ class EpochResult:
         None  # "fused", "compiled", "foreach" or "forloop": the path that ran
     )
     device: str | None = None  # where it ran ("cpu", or the GPU's name)
+    node_id: str | None = None  # the Ray node it ran on (a lost node is told by it)
 
     def value(self, name: str) -> float | None:
         """A metric by name (``train_loss`` included); None if this epoch has none of it."""
@@ -165,7 +166,7 @@ class EpochResult:
         flat: dict[str, Any] = {"epoch": self.epoch, "train_loss": self.train_loss}
         flat["diverged"] = self.diverged
         flat.update(self.costs())
-        flat.update(optimizer_impl=self.optimizer_impl, device=self.device)
+        flat.update(optimizer_impl=self.optimizer_impl, device=self.device, node_id=self.node_id)
         flat.update(self.metrics)
         return flat
 
@@ -193,6 +194,7 @@ class TrialRecord:
     error: str | None = None  # the last line of a failure
     attempt: int = 1  # 2 after one failure and a restart from the checkpoint
     repeat: int = 0
+    node_losses: int = 0  # restarts because its Ray node died: not the trial's failures
     traceback: str | None = None  # all of it
 
     def final(self, metric: str, mode: Mode) -> float:
@@ -229,6 +231,7 @@ class TrialRecord:
             "state": str(self.state),
             "attempt": self.attempt,
             "repeat": self.repeat,
+            "node_losses": self.node_losses,
             "error": self.error,
             "epochs": [e.as_dict() for e in self.epochs],
         }

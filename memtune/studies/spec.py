@@ -643,6 +643,15 @@ class StudySpec(_Model):
         fraction = self.schedule.warmup_fraction
         return None if isinstance(fraction, RangeOverride) else float(fraction)
 
+    def trial_schedule(self, arm: ArmSpec) -> dict[str, Any]:
+        """The lr schedule a trial of ``arm`` trains with (the warmup fraction None when its
+        search samples it)."""
+        return {
+            "kind": self.schedule.kind,
+            "floor": self.schedule.floor,
+            "warmup_fraction": self.warmup_fraction(arm),
+        }
+
     def arm_epochs(self, arm: ArmSpec) -> int:
         """Epochs of this arm's trials: the budget's, or fewer at equal gradient evaluations."""
         if self.budget.equalize == "epochs":

@@ -141,6 +141,14 @@ def _check_optimizer(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
+def _drain_node(args: argparse.Namespace) -> int:
+    from memtune.workers.cluster import drain_node
+
+    told, left = drain_node(args.timeout)
+    print(f"told {told} trial(s) to checkpoint; {left} still running", file=sys.stderr)
+    return 0
+
+
 def add_run_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run",
@@ -172,6 +180,16 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
         "pip install 'memtune[tensorboard]'",
     )
     run.set_defaults(handler=_run)
+
+    drain = commands.add_parser(
+        "drain-node",
+        help="a node's shutdown notice: its trials checkpoint now, then leave (preStop hook)",
+        description="Sends SIGTERM to every trial process on this machine: each checkpoints at "
+        "the end of its epoch and exits, and resumes on another node from there. Waits until "
+        "they are gone or --timeout passes. Kubernetes runs it in the Ray pods' preStop hook.",
+    )
+    drain.add_argument("--timeout", type=float, default=25.0, help="seconds to wait (25)")
+    drain.set_defaults(handler=_drain_node)
 
     listing = commands.add_parser("list", help="list the registered optimizers or tasks")
     listing.add_argument("what", choices=["optimizers", "tasks"])

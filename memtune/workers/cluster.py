@@ -9,6 +9,7 @@ never datasets).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -21,7 +22,7 @@ from typing import Any
 
 from platformdirs import user_cache_dir
 
-__all__ = ["configure_ray_environment", "node_inventory", "ray_cluster"]
+__all__ = ["configure_ray_environment", "drain_node", "node_inventory", "ray_cluster"]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,42 @@ def node_inventory(timeout_s: float = 60.0) -> list[dict[str, Any]]:
             }
         )
     return inventory
+
+
+# The process title of a trial actor (Tune's function trainables are "ImplicitFunc").
+TRIAL_PROCESS = b"ray::ImplicitFunc"
+
+
+def _trial_processes() -> list[int]:
+    """The PIDs of this machine's trial actors (by their process title)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes().startswith(TRIAL_PROCESS):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def drain_node(timeout_s: float = 25.0) -> tuple[int, int]:
+    """A node's shutdown notice for its trials: SIGTERM to each (a running trial checkpoints
+    at the end of its epoch, then exits; memtune.workers.trainable), then waits up to
+    ``timeout_s`` for them to be gone. Kubernetes' preStop hook runs it (``memtune
+    drain-node``): there only the container's PID 1 gets the pod's SIGTERM. Returns how many
+    were told and how many are still there."""
+    import signal
+    import time
+
+    told = _trial_processes()
+    for pid in told:
+        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while (left := [pid for pid in told if Path(f"/proc/{pid}").exists()]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    return len(told), len(left)

@@ -163,6 +163,8 @@ class _Recorder(_DriverOnly, tune.Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
         record.attempt += 1  # it restarts from its last checkpoint
+        if self.runner.lost_nodes.pop(trial.trial_id, False):
+            record.node_losses += 1  # not the trial's failure (see _node_losses_apart)
         record.state = TrialState.RUNNING
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -238,6 +240,7 @@ class StudyRunner:
         shared_storage: bool = False,
         resume: bool = False,
         tracking_key: str | None = None,
+        max_node_losses: int | None = None,  # default: MEMTUNE_MAX_NODE_LOSSES, or 100
     ) -> None:
         self.spec = spec
         self.sink = sink or ResultsSink()
@@ -264,6 +267,13 @@ class StudyRunner:
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in kept}
         self.cancelled, self.last_cancel_poll = False, 0.0
         self.bad_input: SpecError | None = None  # a task from code that cannot run
+        # Trials whose Ray node died (spot reclaim, a removed node): they resume from their
+        # checkpoints without spending their failure budget, up to max_node_losses a study.
+        if max_node_losses is None:
+            max_node_losses = int(os.environ.get("MEMTUNE_MAX_NODE_LOSSES", "100"))
+        self.max_node_losses = max_node_losses
+        self.node_losses = 0
+        self.lost_nodes: dict[str, bool] = {}  # trial id -> its last failure was a node loss
 
     # -- what the progress bar reads ----------------------------------------------------------
 
@@ -415,7 +425,11 @@ class StudyRunner:
                     self.sink.study_started(self.spec)
                     resumed = self.resume and self.can_resume(storage)
                     tuner = self._restored(storage) if resumed else self._tuner(storage)
-                    with _pending_trials(self._slots()), _trial_workers_without_runtime_env():
+                    with (
+                        _pending_trials(self._slots()),
+                        _trial_workers_without_runtime_env(),
+                        _node_losses_apart(self),
+                    ):
                         tuner.fit()
                     if self.bad_input is not None:
                         raise self.bad_input
@@ -515,11 +529,7 @@ class StudyRunner:
             threads=max(1, int(spec.resources.cpu)),
             gpu=spec.resources.gpu,
             repeat=repeat,
-            schedule={
-                "kind": spec.schedule.kind,
-                "floor": spec.schedule.floor,
-                "warmup_fraction": spec.warmup_fraction(arm),
-            },
+            schedule=spec.trial_schedule(arm),
             report_epochs=asha_milestones(spec.budget.epochs)
             if spec.scheduler == "asha" and phase == Phase.SEARCH
             else (),
@@ -682,6 +692,74 @@ def _trial_workers_without_runtime_env() -> Iterator[None]:
     finally:
         if dropped is not None:
             class_cache.DEFAULT_ENV_VARS["PL_DISABLE_FORK"] = dropped
+
+
+# How long a trial's failure waits for Ray to mark its node dead: the actor's death reaches
+# Tune at once, the node's only after the GCS's health checks have failed (by default 5
+# checks 3 s apart; a full test suite on 2 cores once took longer than 10 s). The wait holds
+# Tune's loop only when an actor died, and is cut short as soon as the node is seen dead.
+NODE_DEATH_WAIT_S = 30.0
+
+
+def _lost_its_node(trial: Any, error: Any) -> bool:
+    """Whether a trial failed because the Ray node it ran on died: its actor died (not an
+    exception of the trial's own code) and the node it last reported from is dead. An actor
+    killed on a live node (out of memory, a crash in native code) is the trial's failure."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    if isinstance(error, RayTaskError):
+        error = error.as_instanceof_cause()
+    if not isinstance(error, RayActorError):
+        return False  # the trainable raised: its own failure
+    node = (trial.last_result or {}).get("node_id")
+    if not node:
+        return False  # died before its first report: nothing to resume anyway
+    deadline = time.monotonic() + NODE_DEATH_WAIT_S
+    while True:
+        states = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+        if not states.get(node, False):
+            return True
+        if time.monotonic() > deadline:
+            log.warning(
+                "trial %s: its actor died on node %s, which Ray still sees alive after %.0f s: "
+                "counted as the trial's own failure",
+                trial.trial_id,
+                node,
+                NODE_DEATH_WAIT_S,
+            )
+            return False
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _node_losses_apart(runner: StudyRunner) -> Iterator[None]:
+    """A trial that lost its node does not spend its failure budget (``max_failures``).
+
+    Tune counts every failure except an actor the autoscaler drained for preemption
+    (``RayActorError.preempted``), and decides whether to restart the trial right after
+    ``Trial.handle_error``, with no hook in between; this wraps that method (Ray is pinned,
+    2.60.0) to take back the count of a node loss, up to the study's ``max_node_losses``.
+    Past that limit node losses count as failures again: a cluster that loses nodes without
+    end must not keep a study running forever."""
+    from ray.tune.experiment import Trial
+
+    original = Trial.handle_error
+
+    def handle_error(trial: Any, exc: Any = None) -> None:
+        counted = trial.run_metadata.num_failures
+        lost = exc is not None and _lost_its_node(trial, exc)
+        original(trial, exc)
+        if lost and runner.node_losses < runner.max_node_losses:
+            runner.node_losses += 1
+            runner.lost_nodes[trial.trial_id] = True
+            trial.run_metadata.num_failures = counted  # Tune's count taken back
+            log.warning("trial %s lost its node; it resumes from its checkpoint", trial.trial_id)
+
+    Trial.handle_error = handle_error
+    try:
+        yield
+    finally:
+        Trial.handle_error = original
 
 
 def run_study(spec: StudySpec, sink: ResultsSink | None = None, **kwargs: Any) -> Verdict:

@@ -11,7 +11,9 @@ trials.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,45 @@ CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "10"))
 # effect at the next report. MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
 REPORT_EVERY_S = float(os.environ.get("MEMTUNE_REPORT_EVERY_S", "2"))
 EARLIER_EPOCHS = "memtune_earlier_epochs"
+
+
+# A node's shutdown notice: SIGTERM to a trial's process (a node shutting down sends it to
+# every process; on Kubernetes, `memtune drain-node` in the pods' preStop hook does). The
+# trial checkpoints at the end of the epoch it is in, then exits as Ray's own handler would,
+# so that it resumes elsewhere from there instead of from its last periodic checkpoint.
+_SHUTDOWN = threading.Event()
+
+
+def _install_shutdown_notice() -> None:
+    """In a Ray worker's main thread (where this module is imported to build a trial actor):
+    the first SIGTERM asks the running trial to checkpoint; a second, or one while no trial
+    runs, does what the handler before it did (Ray's: exit)."""
+    from ray._private import worker
+
+    if worker.global_worker.mode != worker.WORKER_MODE:
+        return  # a driver (memtune run, the runner) keeps its own SIGTERM
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def notice(signum: int, frame: Any) -> None:
+        if _SHUTDOWN.is_set() or not _TRAINING.is_set():
+            if callable(previous):
+                previous(signum, frame)
+            raise SystemExit(1)
+        _SHUTDOWN.set()
+
+    signal.signal(signal.SIGTERM, notice)
+
+
+_TRAINING = threading.Event()  # a trial is training in this process
+_install_shutdown_notice()
+
+
+def _exit_after_notice() -> None:
+    """The checkpoint is with the driver: leave as the shutdown notice asked."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)  # the main thread exits meanwhile
 
 
 def hyperparameters_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -99,12 +140,22 @@ def train_trial(config: dict[str, Any]) -> None:
                 torch.load(Path(directory) / CHECKPOINT_FILE, weights_only=False)
             )
 
+    node_id = ray.get_runtime_context().get_node_id()
+    _TRAINING.set()
+    try:
+        _train(plan, training, node_id)
+    finally:
+        _TRAINING.clear()
+
+
+def _train(plan: TrialPlan, training: TrialTraining, node_id: str) -> None:
     checkpointed = reported = time.monotonic()
     earlier: list[dict[str, Any]] = []  # epochs not reported yet
     while training.epoch < plan.epochs:
         # Only a seed re-run, and only after its last epoch, ever sees the test split.
         last = training.epoch + 1 == plan.epochs
         result = training.run_epoch(test=last and plan.phase == Phase.SEED)
+        result.node_id = node_id
         _check_metric(plan, result)
         if result.diverged:
             # A result, not an error: the worst value keeps searchers and schedulers working.
@@ -115,7 +166,8 @@ def train_trial(config: dict[str, Any]) -> None:
             tune.report({**result.as_dict(), EARLIER_EPOCHS: earlier})
             return
         now = time.monotonic()
-        checkpoint_due = last or now - checkpointed >= CHECKPOINT_EVERY_S
+        notice = _SHUTDOWN.is_set()
+        checkpoint_due = last or notice or now - checkpointed >= CHECKPOINT_EVERY_S
         if not (
             checkpoint_due or result.epoch in plan.report_epochs or now - reported >= REPORT_EVERY_S
         ):
@@ -130,3 +182,5 @@ def train_trial(config: dict[str, Any]) -> None:
             torch.save(training.state_dict(), os.path.join(directory, CHECKPOINT_FILE))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         checkpointed = time.monotonic()
+        if notice and not last:
+            _exit_after_notice()

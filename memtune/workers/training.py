@@ -36,6 +36,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(
         value.numel() * value.element_size()
@@ -316,6 +335,9 @@ class TrialTraining:
             "training_time_s": self.training_time_s,
             "steps": self.steps,
             "gradient_evaluations": self.gradient_evaluations,
+            # Every generator a task or an optimizer may draw from (dropout, noise, SAM's
+            # perturbation): a trial resumed from here draws what it would have drawn.
+            "rng": _rng_state(self.device),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -327,3 +349,5 @@ class TrialTraining:
         self.training_time_s = float(state["training_time_s"])
         self.steps = int(state.get("steps", 0))
         self.gradient_evaluations = int(state.get("gradient_evaluations", 0))
+        if "rng" in state:  # checkpoints before memtune 0.1.0's node-loss work have none
+            _set_rng_state(state["rng"], self.device)

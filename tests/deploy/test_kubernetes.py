@@ -111,6 +111,9 @@ def test_the_gpu_workers_are_a_spot_pool_with_gpu_limits_and_opt_in_autoscaling(
         "cloud.google.com/gke-spot",
     }
     assert (gpu["minReplicas"], gpu["maxReplicas"]) == (0, 8)
+    # The node's shutdown notice reaches the trials (only PID 1 gets the pod's SIGTERM).
+    assert container["lifecycle"]["preStop"]["exec"]["command"][:2] == ["memtune", "drain-node"]
+    assert gpu["template"]["spec"]["terminationGracePeriodSeconds"] > 25
     assert cluster["spec"]["enableInTreeAutoscaling"] is True  # the overlay opts in
     base = yaml.safe_load((ROOT / "deploy/kubernetes/base/raycluster.yaml").read_text())
     assert base["spec"]["enableInTreeAutoscaling"] is False  # the base does not

@@ -30,6 +30,7 @@ class Recording(ResultsSink):
         self.failed: str | None = None
         self.started = 0
         self.epochs: Counter = Counter()  # trial -> highest epoch reported
+        self.reports: Counter = Counter()  # trial -> epochs reported, re-reported ones included
         self.lock = threading.Lock()
 
     def trial_started(self, record) -> None:
@@ -38,6 +39,7 @@ class Recording(ResultsSink):
     def epoch_reported(self, record, epoch) -> None:
         with self.lock:
             self.epochs[record.trial_id] = max(self.epochs[record.trial_id], epoch.epoch)
+            self.reports[record.trial_id] += 1
 
     def study_failed(self, error: str) -> None:
         self.failed = error
@@ -152,7 +154,148 @@ def code_task(tmp: str, cluster: Cluster) -> dict:
     }
 
 
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def lose_a_node_twice(tmp: str, cluster: Cluster, nodes: list) -> dict:
+    """The seed run of a one-trial search loses its node twice; the study completes, and the
+    seed run's value is compared with the same config and seed trained in this process."""
+    import torch
+
+    from memtune.workers.training import TrialTraining
+
+    # Long enough that the run is still going after two losses on a loaded machine (its
+    # epochs take milliseconds; with 200 it once ended before the second loss).
+    epochs = 1000
+    seen: dict = {}  # trial id -> (phase, last epoch, node id)
+
+    class Watching(Recording):
+        def epoch_reported(self, record, epoch) -> None:
+            super().epoch_reported(record, epoch)
+            seen[record.trial_id] = (record.phase, epoch.epoch, epoch.node_id)
+
+    sink = Watching()
+    spec = StudySpec.model_validate(
+        {
+            "name": "node-loss-twice",
+            "task": "digits_mlp",
+            "smoke": True,
+            "arms": [{"optimizer": "sgd"}],
+            "budget": {"searches": 1, "trials_per_search": 1, "epochs": epochs},
+            "seeds": [1],
+        }
+    )
+    runner = StudyRunner(spec, sink, experiment_path=f"{tmp}/shared", shared_storage=True)
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("verdict", runner.run()))
+    thread.start()
+
+    def seed_run() -> tuple | None:
+        return next((v for v in list(seen.values()) if v[0] == "seed"), None)
+
+    live = list(nodes)
+    removed = []
+    for loss in range(2):
+        before = seed_run()[1] if seed_run() else 0
+        _wait_for(
+            lambda before=before: (
+                (run := seed_run()) is not None and run[1] >= before + 5 and run[2] not in removed
+            ),
+            240,
+            f"the seed run reporting before loss {loss + 1}",
+        )
+        victim = next(n for n in live if n.node_id == seed_run()[2])
+        live.remove(victim)
+        live.append(cluster.add_node(num_cpus=1))  # where it can go on
+        removed.append(victim.node_id)
+        cluster.remove_node(victim)
+    thread.join(timeout=400)
+    records = list(runner.records.values())
+    (seeded,) = [r for r in records if r.phase == "seed"]
+    torch.set_num_threads(1)  # as the trial ran (resources.cpu 1)
+    arm = spec.arms[0]
+    alone = TrialTraining(
+        task=spec.task,
+        task_options=spec.task_options,
+        optimizer=arm.optimizer,
+        hyperparameters=seeded.config,
+        seed=seeded.seed,
+        smoke=True,
+        epochs=spec.arm_epochs(arm),
+        schedule=spec.trial_schedule(arm),
+    )
+    for epoch in range(epochs):
+        result = alone.run_epoch(test=epoch + 1 == epochs)
+    return {
+        "failed": sink.failed if "verdict" in outcome else (sink.failed or "did not finish"),
+        "state": seeded.state.value,
+        "attempt": seeded.attempt,
+        "node_losses": seeded.node_losses,
+        "epochs_each_once": [e.epoch for e in seeded.epochs] == list(range(1, epochs + 1)),
+        "nodes": sorted({e.node_id for e in seeded.epochs}),
+        "value": seeded.epochs[-1].metrics["test_accuracy"],
+        "loss": seeded.epochs[-1].metrics["test_loss"],
+        "alone_value": result.metrics["test_accuracy"],
+        "alone_loss": result.metrics["test_loss"],
+        "verdict_node_losses": outcome["verdict"].arms[0].node_losses
+        if "verdict" in outcome
+        else None,
+    }
+
+
+def shutdown_notice(tmp: str) -> dict:
+    """A trial that checkpoints only every 10 minutes gets a node's shutdown notice (drain_node:
+    SIGTERM to this machine's trial processes) mid-run: it checkpoints at once, and resumes
+    from there rather than from its start."""
+    from memtune.workers.cluster import drain_node
+
+    epochs = 400
+    checkpoints: list[int] = []
+
+    class Watching(Recording):
+        def trial_checkpointed(self, record) -> None:
+            checkpoints.append(record.epochs[-1].epoch if record.epochs else 0)
+
+    sink = Watching()
+    spec = _spec("notice", 1, epochs).model_copy(
+        update={"arms": _spec("notice", 1, epochs).arms[:1], "seeds": [1]}
+    )
+    spec = StudySpec.model_validate(spec.model_dump())
+    runner = StudyRunner(spec, sink, experiment_path=f"{tmp}/shared", shared_storage=True)
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("verdict", runner.run()))
+    thread.start()
+    _wait_for(lambda: any(e >= 20 for e in sink.epochs.values()), 240, "a trial at epoch 20")
+    told, left = drain_node(timeout_s=30)
+    noticed_at = max(sink.epochs.values())
+    thread.join(timeout=400)
+    records = list(runner.records.values())
+    noticed = next(r for r in records if r.attempt > 1)
+    return {
+        "failed": sink.failed if "verdict" in outcome else (sink.failed or "did not finish"),
+        "told": told,
+        "left": left,
+        "noticed_at": noticed_at,
+        "checkpoints": checkpoints,
+        "states": sorted({r.state.value for r in records}),
+        "epochs_each_once": [e.epoch for e in noticed.epochs] == list(range(1, epochs + 1)),
+        "reported": sink.reports[noticed.trial_id],
+        "epochs": epochs,
+    }
+
+
 def main(name: str, tmp: str) -> None:
+    if name == "shutdown-notice":  # only the final and the noticed checkpoint
+        os.environ["MEMTUNE_CHECKPOINT_EVERY_S"] = "600"
+        os.environ["MEMTUNE_REPORT_EVERY_S"] = "0"
+    if name == "lose-a-node-twice":  # epochs of milliseconds: reports and checkpoints by time
+        os.environ["MEMTUNE_REPORT_EVERY_S"] = "0.05"
+        os.environ["MEMTUNE_CHECKPOINT_EVERY_S"] = "0.3"
     if name == "lose-a-node":
         # A report and a checkpoint every epoch: by default they are batched by time (every
         # 2 s, every 10 s), and the smoke epochs of a millisecond would all end in one report,
@@ -176,6 +319,10 @@ def main(name: str, tmp: str) -> None:
     try:
         if name == "refuse-local-storage":
             seen = refuse_local_storage(tmp)
+        elif name == "shutdown-notice":
+            seen = shutdown_notice(tmp)
+        elif name == "lose-a-node-twice":
+            seen = lose_a_node_twice(tmp, cluster, nodes)
         else:
             seen = lose_a_node(tmp, cluster, nodes)
     finally:

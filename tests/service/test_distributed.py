@@ -411,6 +411,40 @@ def test_a_ray_node_dies_and_its_trials_continue_on_another(tmp_path):
     )
 
 
+def test_a_trial_that_loses_its_node_twice_resumes_without_spending_its_failure_budget(tmp_path):
+    seen = _scenario("lose-a-node-twice", tmp_path)
+    # max_failures is 1: before, the second loss made the seed run an error ("incomplete").
+    assert seen["failed"] is None and seen["state"] == "completed", seen
+    assert seen["node_losses"] == 2 and seen["attempt"] == 3, seen
+    assert seen["verdict_node_losses"] == 2  # and the verdict says so
+    assert seen["epochs_each_once"] and len(seen["nodes"]) == 3
+    # Resumed twice from its checkpoints (the RNG state in them), it ends where the same
+    # config and seed trained in one process end: equal to float tolerance on CPU.
+    assert seen["value"] == pytest.approx(seen["alone_value"], abs=1e-9)
+    assert seen["loss"] == pytest.approx(seen["alone_loss"], rel=1e-6)
+    print(
+        f"\nseed run lost its node twice, ran on {len(seen['nodes'])} nodes, attempt "
+        f"{seen['attempt']}; test loss {seen['loss']!r} vs {seen['alone_loss']!r} uninterrupted"
+    )
+
+
+def test_a_shutdown_notice_checkpoints_a_running_trial_at_once(tmp_path):
+    seen = _scenario("shutdown-notice", tmp_path)
+    assert seen["failed"] is None and seen["states"] == ["completed"], seen
+    assert seen["told"] >= 1 and seen["left"] == 0  # told, checkpointed, gone within 30 s
+    # Periodic checkpoints are 10 minutes apart here: the one before the last came from the
+    # notice, at the epoch the trial was in (give or take the epochs of the SIGTERM's trip).
+    noticed = seen["checkpoints"][0]
+    assert seen["noticed_at"] <= noticed <= seen["noticed_at"] + 5, seen
+    # It resumed from there: every epoch once, and only the epochs after the checkpoint that
+    # reached the driver before the process left were trained (and reported) again.
+    assert seen["epochs_each_once"]
+    assert seen["reported"] - seen["epochs"] <= 5, seen
+    print(
+        f"\nnotice at epoch {seen['noticed_at']}, checkpoint at {noticed}; re-reported {seen['reported'] - seen['epochs']}"
+    )
+
+
 def test_a_task_from_code_runs_on_two_nodes_from_rays_runtime_environment_after_its_file_went(
     tmp_path,
 ):

@@ -141,5 +141,5 @@ def test_memtune_migrate_upgrades_and_the_services_can_leave_it_to_that_job(tmp_
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "at revision 0007_code_tasks" in done.stderr  # the newest revision
+    assert "at revision 0008_node_losses" in done.stderr  # the newest revision
     assert "memtune_studies" in inspect(get_engine(normalize_url(url))).get_table_names()

@@ -349,3 +349,27 @@ def test_ctrl_c_interrupts_a_study_and_never_records_it_finished(tmp_path):
     assert done.returncode == 130 and "interrupted" in done.stdout, done.stderr[-3000:]
     document = json.loads(path.read_text())
     assert document["status"] != "completed" and "verdict" not in document
+
+
+def test_only_a_dead_node_makes_an_actors_death_a_node_loss(monkeypatch):
+    from types import SimpleNamespace
+
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from memtune.workers import runner
+
+    monkeypatch.setattr(runner, "NODE_DEATH_WAIT_S", 0.3)
+    nodes = [{"NodeID": "alive", "Alive": True}, {"NodeID": "gone", "Alive": False}]
+    monkeypatch.setattr(runner.ray, "nodes", lambda: nodes)
+
+    def trial(node: str | None) -> SimpleNamespace:
+        return SimpleNamespace(trial_id="t1", last_result={"node_id": node} if node else {})
+
+    died = ActorDiedError()
+    assert runner._lost_its_node(trial("gone"), died)
+    # The actor died on a node that lives on (killed for memory, a native crash): its own.
+    assert not runner._lost_its_node(trial("alive"), died)
+    # The trial's own exception is never a node loss, whatever its node.
+    raised = RayTaskError("train", "Traceback ...", ValueError("bad"))
+    assert not runner._lost_its_node(trial("gone"), raised)
+    assert not runner._lost_its_node(trial(None), died)  # no report yet: unknown, counted

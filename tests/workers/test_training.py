@@ -57,6 +57,61 @@ def test_resume_from_state_dict_repeats_the_uninterrupted_run():
         assert torch.equal(p, q)
 
 
+DROPOUT_TASK = """
+import numpy, random, torch
+from torch import nn
+from memtune.studies.runs import TaskRun
+
+class Noisy(TaskRun):  # dropout, and noise from numpy's and Python's generators
+    def __init__(self, seed):
+        self.seed = seed
+        self.x, self.y = torch.randn(64, 8, generator=torch.Generator().manual_seed(0)), torch.zeros(64)
+        self.model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 1))
+    def batches(self, epoch):
+        return [slice(i, i + 16) for i in range(0, 64, 16)]
+    def loss(self, rows):
+        noise = float(numpy.random.rand()) + random.random()
+        return ((self.model(self.x[rows]).squeeze(1) - self.y[rows] - noise) ** 2).mean()
+    def evaluate(self, split="val"):
+        return {f"{split}_loss": float(self.loss(slice(0, 64)))}
+
+def build(options, seed, device):
+    return Noisy(seed)
+"""
+
+
+def test_a_checkpoint_carries_every_random_generator(tmp_path, monkeypatch):
+    from memtune.studies.code import TaskCode, code_cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "noisy.py").write_text(DROPOUT_TASK)
+    code = TaskCode.read("noisy.py:build", tmp_path)
+    code.extract(code_cache())
+
+    def training() -> TrialTraining:
+        return _training(
+            task=code.reference, optimizer="sgd", hyperparameters={"lr": 0.01}, smoke=False,
+            code_package=code.package,
+        )  # fmt: skip
+
+    uninterrupted = training()
+    expected = [uninterrupted.run_epoch().train_loss for _ in range(3)]
+    first = training()
+    first.run_epoch()
+    saved = copy.deepcopy(first.state_dict())
+    torch.manual_seed(12345)  # a new process draws other numbers
+    np.random.seed(12345)
+    resumed = training()
+    resumed.load_state_dict(saved)
+    assert [resumed.run_epoch().train_loss for _ in range(2)] == expected[1:]
+    without = {**saved, "rng": None}  # what a checkpoint without the generators resumes to
+    del without["rng"]
+    torch.manual_seed(12345)
+    other = training()
+    other.load_state_dict(without)
+    assert [other.run_epoch().train_loss for _ in range(2)] != expected[1:]
+
+
 def _slow_loss(training: TrialTraining, seconds: float) -> None:
     """Makes each gradient evaluation take ``seconds`` longer, outside the optimizer."""
     loss = training.task.loss

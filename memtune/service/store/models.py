@@ -141,6 +141,8 @@ class Trial(Base):
     state: Mapped[TrialState] = mapped_column(_enum(TrialState), default=TrialState.RUNNING)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     repeat: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Restarts after its Ray node died (a spot reclaim): not failures (attempt counts both).
+    node_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     epochs_done: Mapped[int] = mapped_column(Integer, default=0)
     best_metric: Mapped[float | None] = mapped_column(Float)
     final_metric: Mapped[float | None] = mapped_column(Float)

@@ -244,6 +244,7 @@ def arm_verdict(
         search_diverged=sum(r.state == TrialState.DIVERGED for r in search_trials),
         seeds_diverged=sum(r.state == TrialState.DIVERGED for r in ended),
         seeds_errored=sum(r.state == TrialState.ERROR for r in seed_runs),
+        node_losses=sum(r.node_losses for r in counted),
         mean=mean,
         ci_low=low,
         ci_high=high,

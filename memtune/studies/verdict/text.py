@@ -83,6 +83,12 @@ def format_verdict(verdict: Verdict) -> str:
             f"{arm.step_impl or '-':>7s} {_fmt(arm.gradient_evaluations_per_step, 2):>9s} "
             f"{state:>8s}  {_scores(arm)}"
         )
+    lost = [f"{arm.arm} {arm.node_losses}" for arm in verdict.arms if arm.node_losses]
+    if lost:
+        lines.append(
+            f"\nnode losses (trials resumed from their checkpoints after their Ray node died; "
+            f"not failures): {', '.join(lost)}"
+        )
     if verdict.target is not None:
         lines.append(
             f"\ntarget {verdict.metric} {_fmt(verdict.target)} ({verdict.target_source}); "

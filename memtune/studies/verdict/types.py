@@ -79,6 +79,7 @@ class ArmVerdict:
     search_diverged: int = 0
     seeds_diverged: int = 0  # seed runs, over every search
     seeds_errored: int = 0
+    node_losses: int = 0  # restarts of its trials after their Ray node died (not failures)
     mean: Number | None = None  # of the finite search scores; a 0/1 metric: the rate
     ci_low: Number | None = None  # t-interval over searches (with one search: over seeds)
     ci_high: Number | None = None
