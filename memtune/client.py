@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
-from memtune.studies.code import CodeError, TaskCode, is_code_reference
+from memtune.studies.code import TaskCode, is_code_reference
 from memtune.studies.records import StudyStatus
-from memtune.studies.spec import SpecError, StudySpec, read_spec_file
+from memtune.studies.spec import StudySpec, read_spec_file, read_task_code
 from memtune.studies.verdict import Verdict
 
 __all__ = ["Client", "MemtuneError"]
@@ -96,10 +96,7 @@ class Client:
             body, base = dict(spec), Path.cwd()
         task = body.get("task")
         if code is None and isinstance(task, str) and is_code_reference(task):
-            try:
-                code = TaskCode.read(task, base, directory=body.get("task_dir"))
-            except CodeError as error:
-                raise SpecError(error.field, error.message) from None
+            code = read_task_code(task, base, body.get("task_dir"))
         if code is not None:
             body["task"] = code.reference
             body["code"] = base64.b64encode(code.archive).decode()

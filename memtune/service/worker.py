@@ -20,16 +20,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from platformdirs import user_cache_dir
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from memtune.service.config import Settings, study_storage
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
-from memtune.studies.code import TaskCode
+from memtune.studies.code import TaskCode, code_cache
 from memtune.studies.records import EpochResult, StudyStatus, TrialRecord
 from memtune.studies.verdict import Verdict
 from memtune.workers.sinks import ResultsSink
@@ -325,7 +323,7 @@ class StudyWorker:
         previous = self._previous(study_id, spec, resume=resume)
         drive = ray.remote(num_cpus=0, max_retries=0)(drive_study)
         if files is not None and os.environ.get("RAY_ADDRESS"):
-            root = files.extract(Path(user_cache_dir("memtune")) / "code")
+            root = files.extract(code_cache())
             drive = drive.options(runtime_env={"py_modules": [str(root)]})
         reference = drive.remote(
             StudyDrive(

@@ -69,6 +69,7 @@ __all__ = [
     "locate",
     "parse_spec",
     "read_spec_file",
+    "read_task_code",
 ]
 
 
@@ -755,12 +756,16 @@ def load_spec(path: str | Path) -> StudySpec:
     return attach_code(spec, Path(path).resolve().parent)
 
 
+def read_task_code(task: str, base: Path, directory: str | None = None) -> TaskCode | None:
+    """The files a spec's ``task`` names (TaskCode.read), its errors as SpecError."""
+    try:
+        return TaskCode.read(task, base, directory=directory)
+    except CodeError as error:
+        raise SpecError(error.field, error.message) from None
+
+
 def attach_code(spec: StudySpec, base: Path) -> StudySpec:
     """``spec`` with the files of its task from code read from disk, relative to ``base``."""
     if not spec.from_code or spec.task_code is not None:
         return spec
-    try:
-        code = TaskCode.read(spec.task, base, directory=spec.task_dir)
-    except CodeError as error:
-        raise SpecError(error.field, error.message) from None
-    return spec.with_code(code)
+    return spec.with_code(read_task_code(spec.task, base, spec.task_dir))

@@ -696,8 +696,8 @@ def _trial_workers_without_runtime_env() -> Iterator[None]:
 
 # How long a trial's failure waits for Ray to mark its node dead: the actor's death reaches
 # Tune at once, the node's only after the GCS's health checks have failed (by default 5
-# checks 3 s apart; a full test suite on 2 cores once took longer than 10 s). The wait holds
-# Tune's loop only when an actor died, and is cut short as soon as the node is seen dead.
+# checks 3 s apart, and later on a loaded machine). The wait holds Tune's loop only when an
+# actor died, and is cut short as soon as the node is seen dead.
 NODE_DEATH_WAIT_S = 30.0
 
 
