@@ -7,15 +7,19 @@ startup trials) over the same space, the same trial count, concurrency and actor
 the same order: the search's trials, then its best config re-run on the study's seeds (bare
 Tune: a second ``Tuner`` with a grid over the seeds, as a user has to write it). memtune's
 side is a study as the service runs it: every trial and epoch written to the store through the
-worker's sink, while ``memtune serve`` answers ``GET /studies/{id}`` to ``wrk`` on the same
-database. Each side is a process of its own (its own driver, its own peak memory):
+worker's sink, with ``memtune serve`` up on the same database. memtune runs twice: with the
+API idle (the goal's figure: what memtune itself costs), then with ``wrk`` asking the API for
+``GET /studies/{id}`` flat out on 2 connections (the API's p99 while the store is written; on
+a machine of few cores the API's CPU is taken from the trials, and the wall time shows it).
+Each side is a process of its own (its own driver, its own peak memory):
 
     wall time          from the first trial issued to the last result (Ray's start apart);
-                       memtune / bare Tune is the figure the goal (<= 1.10) is about
+                       memtune / bare Tune, API idle, is the figure the goal (<= 1.10) is about
     results/s          epoch results the driver took in, per second of wall time
     store rows/s       memtune: trial and metric rows written, per second of wall time
     driver peak MB     the driver process's peak resident memory
-    API p99 ms         memtune: GET /studies/{id} during the run (wrk, 2 connections)
+    API CPU s          CPU seconds the API process used during the run
+    API p99 ms         memtune under load: GET /studies/{id} during the run (wrk, 2 connections)
 
     python bench/scale.py --trials 1000 --nodes 3 --concurrency 2
 """
@@ -58,6 +62,20 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _profiled(args: argparse.Namespace, side: str, work):
+    """``work()``, under cProfile when this side is the one profiled (slower: compare the two
+    sides' profiles with each other, not with the timings of a run without)."""
+    if args.profile is None or args.profile_side != side:
+        return work()
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(work)
+    finally:
+        profile.dump_stats(args.profile)
+
+
 def run_memtune(args: argparse.Namespace) -> dict:
     """memtune's side: the runner with the service's store sink, in this process."""
     from memtune.workers.cluster import configure_ray_environment
@@ -91,7 +109,7 @@ def run_memtune(args: argparse.Namespace) -> dict:
 
     ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
     started = time.monotonic()
-    runner.run()
+    _profiled(args, "memtune", runner.run)
     wall = time.monotonic() - started
     with db.session() as session:
         repository = Repository(session)
@@ -146,7 +164,7 @@ def run_tune(args: argparse.Namespace) -> dict:
         reuse_actors=True,
     )
     run = tune.RunConfig(name="search", storage_path=f"{args.storage}/tune", verbose=0)
-    found = tune.Tuner(trainable, tune_config=config, run_config=run).fit()
+    found = _profiled(args, "tune", tune.Tuner(trainable, tune_config=config, run_config=run).fit)
     best = found.get_best_result(spec.resolved_metric, spec.resolved_mode)
     chosen = {k: v for k, v in best.config.items() if k != "run"}
     reruns = [helper._plan(arm, Phase.SEED, seed, search.index) for seed in search.rerun_seeds]
@@ -187,6 +205,12 @@ def _wrk(url: str, seconds: int) -> subprocess.Popen | None:
     )
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _p99_ms(output: str) -> float | None:
     match = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", output, flags=re.MULTILINE)
     if not match:
@@ -205,6 +229,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once (2)")
     parser.add_argument(
         "--no-store", action="store_true", help="memtune without its store (what the store costs)"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run one side only, its driver under cProfile, the stats to FILE",
+    )
+    parser.add_argument(
+        "--profile-side",
+        choices=["memtune", "tune"],
+        default="memtune",
+        help="the side --profile runs (memtune; tune: the search Tuner of bare Tune)",
     )
     parser.add_argument("--side", choices=["memtune", "tune"], help=argparse.SUPPRESS)
     parser.add_argument("--database", help=argparse.SUPPRESS)
@@ -254,39 +289,63 @@ def main() -> None:
             f"{args.trials} trials of {args.epochs} epochs on {args.nodes} nodes, {args.concurrency} at once",
             file=sys.stderr,
         )
+        if args.profile:
+            side = args.profile_side
+            print(f"{side}, profiled: {_side(side, args, env)}", file=sys.stderr)
+            return
         tune_side = _side("tune", args, env)
         print(f"bare Tune: {tune_side}", file=sys.stderr)
+        tune_side["api_cpu_s"] = None
+        api_cpu = _cpu_s(api.pid)
+        memtune_side = _side("memtune", args, env)
+        memtune_side["api_cpu_s"], api_cpu = _cpu_s(api.pid) - api_cpu, _cpu_s(api.pid)
+        print(f"memtune, API idle: {memtune_side}", file=sys.stderr)
+        (work / "id").unlink()
         import threading
 
         load: dict = {}
 
-        def poll() -> None:  # wrk on GET /studies/{id} once the study exists
+        def poll() -> None:  # wrk on GET /studies/{id} once the study exists, until it ends
             while not (work / "id").exists():
                 time.sleep(0.2)
             url = f"http://127.0.0.1:{port}/studies/{(work / 'id').read_text()}"
-            process = _wrk(url, max(10, int(tune_side["wall_s"])))
+            process = _wrk(url, max(10, int(memtune_side["wall_s"])))
             if process is not None:
                 load["p99_ms"] = _p99_ms(process.communicate()[0])
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        memtune_side = _side("memtune", args, env)
+        loaded_side = _side("memtune", args, env)
+        loaded_side["api_cpu_s"] = _cpu_s(api.pid) - api_cpu
+        print(f"memtune, API under wrk: {loaded_side}", file=sys.stderr)
         poller.join(timeout=120)
     finally:
         api.terminate()
         cluster.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-    wall = memtune_side["wall_s"], tune_side["wall_s"]
-    print(f"\n{'':22s} {'memtune':>10s} {'bare Tune':>10s}")
-    print(f"{'trials':22s} {memtune_side['trials']:>10d} {tune_side['trials']:>10d}")
-    print(f"{'wall time s':22s} {wall[0]:>10.1f} {wall[1]:>10.1f}")
-    for label, key in (("results/s", "results"),):
-        print(f"{label:22s} {memtune_side[key] / wall[0]:>10.1f} {tune_side[key] / wall[1]:>10.1f}")
-    print(f"{'store rows/s':22s} {memtune_side['rows'] / wall[0]:>10.1f} {'-':>10s}")
-    print(f"{'driver peak MB':22s} {memtune_side['peak_mb']:>10.0f} {tune_side['peak_mb']:>10.0f}")
+    sides = {"memtune": memtune_side, "memtune+wrk": loaded_side, "bare Tune": tune_side}
+    print(f"\n{'':22s}" + "".join(f"{name:>13s}" for name in sides))
+
+    def row(label: str, value) -> None:
+        print(f"{label:22s}" + "".join(f"{value(side):>13s}" for side in sides.values()))
+
+    row("trials", lambda side: f"{side['trials']}")
+    row("wall time s", lambda side: f"{side['wall_s']:.1f}")
+    row("results/s", lambda side: f"{side['results'] / side['wall_s']:.1f}")
+    row(
+        "store rows/s", lambda side: f"{side['rows'] / side['wall_s']:.1f}" if side["rows"] else "-"
+    )
+    row("driver peak MB", lambda side: f"{side['peak_mb']:.0f}")
+    row("API CPU s", lambda side: "-" if side["api_cpu_s"] is None else f"{side['api_cpu_s']:.1f}")
     p99 = load.get("p99_ms")
-    print(f"{'API p99 ms':22s} {p99 if p99 is not None else float('nan'):>10.1f} {'-':>10s}")
-    print(f"\nmemtune / bare Tune wall time: {wall[0] / wall[1]:.3f} (goal <= 1.10)")
+    print(
+        f"{'API p99 ms':22s}{'-':>13s}{p99 if p99 is not None else float('nan'):>13.1f}{'-':>13s}"
+    )
+    bare = tune_side["wall_s"]
+    print(
+        f"\nmemtune / bare Tune wall time: {memtune_side['wall_s'] / bare:.3f} (goal <= 1.10); "
+        f"with the API under wrk: {loaded_side['wall_s'] / bare:.3f}"
+    )
 
 
 if __name__ == "__main__":

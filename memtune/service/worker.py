@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -29,6 +29,7 @@ from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.studies.code import TaskCode, code_cache
 from memtune.studies.records import EpochResult, StudyStatus, TrialRecord
+from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict
 from memtune.workers.sinks import ResultsSink
 
@@ -65,13 +66,15 @@ class Lease(threading.Thread):
 
 
 class StoreSink(ResultsSink):
-    """Writes trials and per-epoch metrics to the store as they happen.
+    """Writes trials and per-epoch metrics to the store, in batches.
 
-    Epochs are written in batches, one transaction at most every :attr:`flush_every_s` (the
-    Tune driver waits for each write, and a trial waits for the driver between its epochs),
-    and always before anything else about the study is written, when a trial is checkpointed
-    (a resume re-reports only the epochs after its checkpoint, so none buffered is lost when
-    the worker dies) and when the study ends.
+    A trial's start, its epochs and its end are buffered and written together, one
+    transaction at most every :attr:`flush_every_s` (the Tune driver waits for each write,
+    and a trial waits for the driver between its epochs; bench/scale.py), and always before
+    Tune saves the experiment snapshot a resume starts from (``before_snapshot``) and when the
+    study ends. So the store is never behind the snapshot: a worker that dies loses at most
+    what came after it, which the resume runs and reports again (and re-reported epochs are
+    stored once).
     """
 
     flush_every_s = 1.0
@@ -131,25 +134,26 @@ class StoreSink(ResultsSink):
         }
 
     def trial_started(self, record: TrialRecord) -> None:
-        self.flush()
-        values = self._trial_values(record)
-        self._write(lambda repository: repository.upsert_trial(
-            self.study_id, record.trial_id, **values))  # fmt: skip
+        self._pending.setdefault(record.trial_id, (record, []))
+        self.between_steps()
 
     def epoch_reported(self, record: TrialRecord, epoch: EpochResult) -> None:
         row = {"epoch": epoch.epoch, "attempt": record.attempt, "values": epoch.as_dict()}
         self._pending.setdefault(record.trial_id, (record, []))[1].append(row)
-        if time.monotonic() - self._flushed >= self.flush_every_s:
-            self.flush()
-
-    def trial_checkpointed(self, record: TrialRecord) -> None:
-        self.flush()
+        self.between_steps()
 
     def trial_finished(self, record: TrialRecord) -> None:
         self.trial_started(record)
 
+    def between_steps(self) -> None:
+        if self._pending and time.monotonic() - self._flushed >= self.flush_every_s:
+            self.flush()
+
+    def before_snapshot(self) -> None:
+        self.flush()
+
     def flush(self) -> None:
-        """Writes the buffered epochs, and each of their trials' state, in one transaction."""
+        """Writes the buffered trials' state and epochs in one transaction."""
         pending, self._pending = self._pending, {}
         self._flushed = time.monotonic()
         if not pending:
@@ -216,7 +220,7 @@ class StoreSink(ResultsSink):
             return False
 
 
-def stored_records(repository: Repository, study_id: int, spec: Any) -> list[TrialRecord]:
+def stored_records(repository: Repository, study_id: int, spec: StudySpec) -> list[TrialRecord]:
     """The study's trials as the runner records them, read back from the store."""
     trials = repository.trials_of(study_id)
     history = repository.metrics_of([t.id for t in trials])
@@ -253,6 +257,15 @@ def discard_experiment(storage: str) -> None:
         log.warning("could not remove %s", storage, exc_info=True)
 
 
+class ClaimedStudy(NamedTuple):
+    """A study this worker claimed: what :meth:`StudyWorker.start` drives."""
+
+    study_id: int
+    spec: dict[str, Any]  # as the service stored it (JSON; parsed where it runs)
+    attempt: int  # how many times a worker has claimed it, this claim included
+    code: bytes | None  # the files of a task from code (a zip), or None
+
+
 class StudyWorker:
     """Claims and runs studies one at a time (a process runs one Tuner at a time)."""
 
@@ -260,16 +273,15 @@ class StudyWorker:
         self.db, self.settings = db, settings
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
-    def claim(self) -> tuple[int, dict[str, Any], int, bytes | None] | None:
-        """The next study to run: queued, or running under a worker whose lease ran out; its
-        id, spec, attempt, and the files of a task from code."""
+    def claim(self) -> ClaimedStudy | None:
+        """The next study to run: queued, or running under a worker whose lease ran out."""
         with self.db.session() as session:
             study = Repository(session).claim_study(self.worker_id, self.settings.lease_s)
             if study is None:
                 return None
-            return study.id, dict(study.spec), study.attempt, study.code
+            return ClaimedStudy(study.id, dict(study.spec), study.attempt, study.code)
 
-    def _previous(self, study_id: int, spec: Any, *, resume: bool) -> list[TrialRecord]:
+    def _previous(self, study_id: int, spec: StudySpec, *, resume: bool) -> list[TrialRecord]:
         """The trials of earlier runs that this run keeps, read back from the store; the
         others are deleted (they run again).
 
@@ -342,7 +354,7 @@ class StudyWorker:
         )
         return _Running(study_id, reference, lease, storage)
 
-    def _trial_cap(self, spec: Any) -> int | None:
+    def _trial_cap(self, spec: StudySpec) -> int | None:
         """Fair sharing: with up to N studies at once, a study runs at most 1/N of the
         cluster's trial slots at a time (its spec may ask for fewer)."""
         import ray

@@ -53,7 +53,12 @@ from memtune.workers.cluster import ray_cluster
 from memtune.workers.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
 from memtune.workers.sinks import ResultsSink
 from memtune.workers.tracking import Trackers, trackers_for
-from memtune.workers.trainable import EARLIER_EPOCHS, hyperparameters_of, train_trial
+from memtune.workers.trainable import (
+    EARLIER_EPOCHS,
+    SHUTDOWN_NOTICE,
+    hyperparameters_of,
+    train_trial,
+)
 
 __all__ = ["StorageError", "StudyCancelled", "StudyRunner", "run_study"]
 
@@ -159,6 +164,16 @@ class _Recorder(_DriverOnly, tune.Callback):
         self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
     ) -> None:
         self.runner.sink.trial_checkpointed(self._record(trial))
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.runner.sink.between_steps()
+
+    def get_state(self) -> None:
+        # Tune asks its callbacks for their state while it saves the experiment's snapshot,
+        # before the snapshot reaches the experiment's storage (a resume reads it from
+        # there): the one hook that precedes every snapshot. Nothing of the state is kept.
+        self.runner.sink.before_snapshot()
+        return None
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
@@ -642,10 +657,10 @@ class StudyRunner:
                 stop=_CancelStopper(self),
                 verbose=0,
                 # Keeping K checkpoints forces an experiment snapshot every K checkpoints of a
-                # trial. K = 1: a snapshot after every epoch, so the snapshot a resume starts
-                # from holds every trial at its last reported epoch (a trial that ended after
-                # it resumes from its final checkpoint and trains nothing again). It costs
-                # about 50 ms per epoch (bench/study_overhead.py) and keeps one checkpoint.
+                # trial, so that the snapshot a resume starts from never names a checkpoint
+                # already deleted. K = 1 keeps one checkpoint a trial on disk; trials
+                # checkpoint by time (memtune.workers.trainable.CHECKPOINT_EVERY_S), so the
+                # forced snapshots come at most that often a trial, whatever its epochs.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
             ),
@@ -658,7 +673,7 @@ def _pending_trials(slots: int) -> Iterator[None]:
 
     With a searcher of its own (StudySearcher) and no concurrency limit, Tune keeps at most one
     trial pending, so each new trial actor (a process that imports torch and builds its task,
-    ~3 s here) waits for the one before to be running: a study's first round of trials started
+    seconds) waits for the one before to be running: a study's first round of trials started
     one after the other (bench/study_overhead.py). Tune reads the limit from this variable when
     its controller starts, inside ``fit()``; a value the operator set is kept.
     """
@@ -679,7 +694,7 @@ def _trial_workers_without_runtime_env() -> Iterator[None]:
     Tune sets ``PL_DISABLE_FORK=1`` in every trial actor's runtime env, for PyTorch Lightning
     (ray-project/ray#28197), which memtune does not use. Any runtime env makes Ray start the
     actor's worker through ``setup_worker.py``: one more Python process that imports part of
-    Ray (~0.6 s of CPU here) before it execs the worker, on the critical path of every study's
+    Ray before it execs the worker, on the critical path of every study's
     start; and it keeps the workers Ray prestarts for the job (no runtime env) from hosting
     trials. The variables Tune propagates from the driver (AWS credentials for ``s3://``
     storage, Ray Train's settings) still travel: a study that needs them pays the extra start.
@@ -702,15 +717,18 @@ NODE_DEATH_WAIT_S = 30.0
 
 
 def _lost_its_node(trial: Any, error: Any) -> bool:
-    """Whether a trial failed because the Ray node it ran on died: its actor died (not an
-    exception of the trial's own code) and the node it last reported from is dead. An actor
-    killed on a live node (out of memory, a crash in native code) is the trial's failure."""
+    """Whether a trial failed because the Ray node it ran on died or is going: its actor died
+    (not an exception of the trial's own code) and either its last report said it left on the
+    node's shutdown notice, or the node it last reported from is dead. An actor killed on a
+    live node (out of memory, a crash in native code) is the trial's failure."""
     from ray.exceptions import RayActorError, RayTaskError
 
     if isinstance(error, RayTaskError):
         error = error.as_instanceof_cause()
     if not isinstance(error, RayActorError):
         return False  # the trainable raised: its own failure
+    if (trial.last_result or {}).get(SHUTDOWN_NOTICE):
+        return True  # it checkpointed and left as the notice asked; the node goes soon
     node = (trial.last_result or {}).get("node_id")
     if not node:
         return False  # died before its first report: nothing to resume anyway

@@ -34,11 +34,20 @@ class ResultsSink:
         pass
 
     def trial_checkpointed(self, record: TrialRecord) -> None:
-        """The trial's epochs so far are in a checkpoint: a resume will not report them again,
-        so a sink that buffers writes them now."""
+        pass
 
     def trial_finished(self, record: TrialRecord) -> None:
         pass
+
+    def between_steps(self) -> None:
+        """Called between the steps of Tune's loop, events or not: a sink that buffers by time
+        writes here once its interval has passed."""
+
+    def before_snapshot(self) -> None:
+        """Tune is about to save the experiment's state, which a resume starts from: trials it
+        records as ended are not run again, and running ones report again only the epochs
+        after their last checkpoint. A sink that buffers writes everything it holds now, so
+        that what it keeps is never behind what a resume takes as done."""
 
     def study_finished(self, verdict: Verdict) -> None:
         pass
@@ -57,15 +66,17 @@ class ResultsSink:
 class JsonFileSink(ResultsSink):
     """One JSON file per study: the spec, every trial with its epochs, and the verdict.
 
-    Written atomically (temporary file, then rename) when a trial starts or ends, at most
-    every ``interval_s`` on epochs, and at the end, so a crash loses at most a few epochs.
+    Written atomically (temporary file, then rename) at most every ``interval_s``, before
+    each of Tune's experiment snapshots and at the end, so a crash loses at most the last
+    seconds, which a resume runs again. (A write per event would make a study of thousands of
+    trials quadratic: the file holds every trial.)
     Non-finite numbers are written as memtune writes them everywhere ("nan", "inf", "-inf").
     """
 
     def __init__(self, path: str | Path, interval_s: float = 2.0) -> None:
         self.path = Path(path)
         self.interval_s = interval_s
-        self._last_write = 0.0
+        self._last_write, self._dirty = 0.0, False
         self._document: dict[str, Any] = {"status": StudyStatus.RUNNING, "trials": {}}
 
     def study_started(self, spec: StudySpec) -> None:
@@ -73,17 +84,26 @@ class JsonFileSink(ResultsSink):
         self._write()
 
     def trial_started(self, record: TrialRecord) -> None:
-        self._document["trials"][record.trial_id] = record.to_dict()
-        self._write()
+        self._changed(record)
 
     def epoch_reported(self, record: TrialRecord, epoch: EpochResult) -> None:
-        self._document["trials"][record.trial_id] = record.to_dict()
-        if time.monotonic() - self._last_write > self.interval_s:
-            self._write()
+        self._changed(record)
 
     def trial_finished(self, record: TrialRecord) -> None:
+        self._changed(record)
+
+    def between_steps(self) -> None:
+        if self._dirty and time.monotonic() - self._last_write > self.interval_s:
+            self._write()
+
+    def before_snapshot(self) -> None:
+        if self._dirty:
+            self._write()
+
+    def _changed(self, record: TrialRecord) -> None:
         self._document["trials"][record.trial_id] = record.to_dict()
-        self._write()
+        self._dirty = True
+        self.between_steps()
 
     def study_finished(self, verdict: Verdict) -> None:
         self._end(StudyStatus.COMPLETED, verdict=verdict.to_dict())
@@ -100,7 +120,7 @@ class JsonFileSink(ResultsSink):
 
     def _write(self) -> None:
         write_json(self.path, self._document)
-        self._last_write = time.monotonic()
+        self._last_write, self._dirty = time.monotonic(), False
 
 
 def write_json(path: Path, document: Any) -> None:

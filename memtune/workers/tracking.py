@@ -409,6 +409,12 @@ class Trackers(ResultsSink):
     def trial_finished(self, record: TrialRecord) -> None:
         self._each("trial_finished", record)
 
+    def between_steps(self) -> None:
+        self._each("between_steps")
+
+    def before_snapshot(self) -> None:
+        self._each("before_snapshot")
+
     def study_finished(self, verdict: Verdict) -> None:
         self._each("study_finished", verdict)
 

@@ -27,29 +27,37 @@ from memtune.studies.records import EpochResult, Phase, TrialPlan, worst_value
 from memtune.studies.tasks import TRAIN_LOSS
 from memtune.workers.training import TrialTraining
 
-__all__ = ["CHECKPOINT_FILE", "EARLIER_EPOCHS", "hyperparameters_of", "train_trial"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "EARLIER_EPOCHS",
+    "SHUTDOWN_NOTICE",
+    "hyperparameters_of",
+    "train_trial",
+]
 
 CHECKPOINT_FILE = "trial.pt"
-# A checkpoint at most this often (and always after the last epoch): short epochs would spend
-# more on writing checkpoints, and on the experiment snapshot each one forces, than on training.
-# A trial that loses its node, or a study that loses its worker, re-trains at most this much;
-# its re-reported epochs are stored once. bench/study_overhead.py, 5-s trials with 12.9 MB
-# checkpoints on 2 cores: every 2 s made the trials train 1.09x as long as in plain processes
-# (each checkpoint is written twice, to a temporary directory and to the experiment, and its
-# I/O and snapshot share the cores); at the end only, 1.00x.
-# MEMTUNE_CHECKPOINT_EVERY_S=0 checkpoints every epoch.
+# A checkpoint at most this often, and at a shutdown notice; none after the last epoch. Short
+# epochs would spend more on writing checkpoints, and on the experiment snapshot each one forces
+# (CheckpointConfig(num_to_keep=1) in the runner), than on training; a checkpoint after the
+# last epoch forced a snapshot per trial, and each snapshot serialises every trial so far: a
+# study of thousands of short trials became quadratic (bench/scale.py, docs/benchmarks.md).
+# A trial that loses its node, or a study that loses its worker, re-trains at most this much
+# (a trial that ended after the last snapshot runs again, to the same values: checkpoints
+# and seeds carry every random state); its re-reported epochs are stored once.
+# MEMTUNE_CHECKPOINT_EVERY_S=0 checkpoints every epoch, the last included.
 CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "10"))
 # A report at most this often, carrying every epoch since the last one (EARLIER_EPOCHS, then
 # the newest as the report itself); always at once after the plan's report_epochs (where ASHA
 # decides), the last epoch, a divergence and a checkpoint. Every report costs the trial and
 # Tune's driver some CPU (serialising, the driver's callbacks, the searcher), taken from the
-# trials on a small machine: bench/study_overhead.py, 11 trials of ~5 s on 2 cores, CPU beyond
-# the trials' training against plain processes: 3.2 s more a run at 0.5 s, 1.2 s at 2 s (wall
-# 1.132 and 1.051); a report per epoch (0.15-s epochs) was ~0.15 s a trial more than 0.5 s.
-# The cost of 2 s: epochs reach the store and the dashboard up to 2 s late, and a cancel takes
-# effect at the next report. MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
+# trials on a small machine (bench/study_overhead.py; docs/benchmarks.md). The cost of 2 s:
+# epochs reach the store and the dashboard up to 2 s late, and a cancel takes effect at the
+# next report. MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
 REPORT_EVERY_S = float(os.environ.get("MEMTUNE_REPORT_EVERY_S", "2"))
 EARLIER_EPOCHS = "memtune_earlier_epochs"
+# In the report a trial makes before it leaves on a shutdown notice: the driver then knows its
+# actor's death for a preemption at once, without waiting for the node to be seen dead.
+SHUTDOWN_NOTICE = "memtune_shutdown_notice"
 
 
 # A node's shutdown notice: SIGTERM to a trial's process (a node shutting down sends it to
@@ -167,13 +175,18 @@ def _train(plan: TrialPlan, training: TrialTraining, node_id: str) -> None:
             return
         now = time.monotonic()
         notice = _SHUTDOWN.is_set()
-        checkpoint_due = last or notice or now - checkpointed >= CHECKPOINT_EVERY_S
+        checkpoint_due = notice or now - checkpointed >= CHECKPOINT_EVERY_S
         if not (
-            checkpoint_due or result.epoch in plan.report_epochs or now - reported >= REPORT_EVERY_S
+            last
+            or checkpoint_due
+            or result.epoch in plan.report_epochs
+            or now - reported >= REPORT_EVERY_S
         ):
             earlier.append(result.as_dict())
             continue
         metrics = {**result.as_dict(), EARLIER_EPOCHS: earlier}
+        if notice:
+            metrics[SHUTDOWN_NOTICE] = True
         earlier, reported = [], now
         if not checkpoint_due:
             tune.report(metrics)

@@ -66,7 +66,7 @@ class Worker:
     def __init__(self, url: str, tmp: Path, **env: str) -> None:
         self.ray_before = _ray_processes()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "memtune.service.cli", "worker"],
+            [sys.executable, "-m", "memtune", "worker"],
             env={
                 **os.environ,
                 "DATABASE_URL": url,
@@ -432,14 +432,18 @@ def test_a_shutdown_notice_checkpoints_a_running_trial_at_once(tmp_path):
     seen = _scenario("shutdown-notice", tmp_path)
     assert seen["failed"] is None and seen["states"] == ["completed"], seen
     assert seen["told"] >= 1 and seen["left"] == 0  # told, checkpointed, gone within 30 s
-    # Periodic checkpoints are 10 minutes apart here: the one before the last came from the
-    # notice, at the epoch the trial was in (give or take the epochs of the SIGTERM's trip).
+    # Periodic checkpoints are 10 minutes apart here, and none follows the last epoch: the
+    # first came from the notice, at the epoch the trial was in (give or take the epochs of
+    # the SIGTERM's trip).
     noticed = seen["checkpoints"][0]
     assert seen["noticed_at"] <= noticed <= seen["noticed_at"] + 5, seen
     # It resumed from there: every epoch once, and only the epochs after the checkpoint that
     # reached the driver before the process left were trained (and reported) again.
     assert seen["epochs_each_once"]
     assert seen["reported"] - seen["epochs"] <= 5, seen
+    # A preemption, not the trial's failure, and known as one from the trial's last report:
+    # the node stays up here, and nothing waits to see it dead.
+    assert seen["node_losses"] == 1 and seen["attempt"] == 2, seen
     print(
         f"\nnotice at epoch {seen['noticed_at']}, checkpoint at {noticed}; re-reported {seen['reported'] - seen['epochs']}"
     )

@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from memtune.service.store.models import Metric, Trial
 from memtune.service.store.repository import Repository
 from memtune.service.worker import StoreSink
-from memtune.studies.records import EpochResult, Phase, TrialRecord
+from memtune.studies.records import EpochResult, Phase, TrialRecord, TrialState
 
 
 @pytest.fixture
@@ -59,16 +59,32 @@ def _record() -> TrialRecord:
     return TrialRecord(trial_id="t1", arm="sgd", phase=Phase.SEARCH, seed=0, config={"lr": 0.1})
 
 
-def test_epochs_wait_for_a_checkpoint_or_the_trials_end_and_then_all_are_written(sink):
+def test_a_trial_and_its_epochs_wait_for_tunes_next_snapshot_and_then_all_are_written(sink):
     record = _record()
     sink.trial_started(record)
     _report(sink, record, range(1, 4))
-    assert _stored(sink) == ([], 0)  # buffered
-    sink.trial_checkpointed(record)  # a resume would not report epochs 1-3 again
+    sink.trial_checkpointed(record)
+    assert _stored(sink) == ([], None)  # buffered, the trial's row too
+    sink.before_snapshot()  # a resume would not report epochs 1-3 again
     assert _stored(sink) == ([1, 2, 3], 3)
     _report(sink, record, range(4, 6))
+    record.state = TrialState.COMPLETED
     sink.trial_finished(record)
+    assert _stored(sink) == ([1, 2, 3], 3)
+    sink.before_snapshot()  # a resume would not run the trial again
     assert _stored(sink) == ([1, 2, 3, 4, 5], 5)
+    with sink.db.session() as session:
+        assert session.scalar(select(Trial.state)) == "completed"
+
+
+def test_between_steps_writes_what_waited_once_the_interval_has_passed(sink):
+    record = _record()
+    sink.trial_started(record)
+    sink.between_steps()
+    assert _stored(sink) == ([], None)
+    sink.flush_every_s = 0.0
+    sink.between_steps()  # no event needed
+    assert _stored(sink) == ([], 0)
 
 
 def test_epochs_are_written_once_the_flush_interval_has_passed(sink):
@@ -88,8 +104,8 @@ def test_a_failed_write_keeps_the_epochs_for_the_next_one(sink, monkeypatch):
 
     monkeypatch.setattr(sink, "_write", unavailable)
     with pytest.raises(OperationalError):
-        sink.trial_checkpointed(record)
+        sink.before_snapshot()
     monkeypatch.setattr(sink, "_write", write)
     _report(sink, record, range(3, 4))
-    sink.trial_checkpointed(record)
+    sink.before_snapshot()
     assert _stored(sink) == ([1, 2, 3], 3)

@@ -154,9 +154,16 @@ def test_trial_workers_start_without_tunes_lightning_runtime_env(tmp_path):
 class _EpochCounter(ResultsSink):
     def __init__(self) -> None:
         self.stored: list[tuple[str, int]] = []
+        self.events: list[str] = []
 
     def epoch_reported(self, record, epoch) -> None:
         self.stored.append((record.trial_id, epoch.epoch))
+
+    def trial_finished(self, record) -> None:
+        self.events.append("finished")
+
+    def before_snapshot(self) -> None:
+        self.events.append("snapshot")
 
 
 def test_short_epochs_are_reported_together_but_asha_sees_its_milestones_and_each_is_stored(
@@ -182,6 +189,9 @@ def test_short_epochs_are_reported_together_but_asha_sees_its_milestones_and_eac
     for record in runner.records.values():
         assert [e.epoch for e in record.epochs] == [1, 2, 3, 4, 5, 6]
     assert sorted(sink.stored) == sorted(set(sink.stored)) and len(sink.stored) == 12
+    # Tune's snapshots reach the sink (buffering sinks write then), the last one after every
+    # trial's end, so a resume never finds the store behind the snapshot.
+    assert sink.events.count("finished") == 2 and sink.events[-1] == "snapshot"
 
 
 class _CancelAfterFirstResult(ResultsSink):
@@ -373,3 +383,8 @@ def test_only_a_dead_node_makes_an_actors_death_a_node_loss(monkeypatch):
     raised = RayTaskError("train", "Traceback ...", ValueError("bad"))
     assert not runner._lost_its_node(trial("gone"), raised)
     assert not runner._lost_its_node(trial(None), died)  # no report yet: unknown, counted
+    # It left on its node's shutdown notice: a preemption at once, the node still up.
+    noticed = trial("alive")
+    noticed.last_result[runner.SHUTDOWN_NOTICE] = True
+    assert runner._lost_its_node(noticed, died)
+    assert not runner._lost_its_node(noticed, raised)  # but never its own exception
