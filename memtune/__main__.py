@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from memtune.service.cli import main
+from memtune.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import random
 
-from memtune.service.services import _queueable, keep_curves
+from memtune.service.services import keep_curves
+from memtune.service.services.studies import _queueable
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.studies.records import EpochResult, Phase, StudyStatus, TrialRecord, TrialState

@@ -166,7 +166,7 @@ SCALARS = Scalars()  # one per process: the compiled graphs see the same 0-d ten
 def _flat_sum(t: Tensor) -> Tensor:
     """The sum of all elements, accumulated in float64 on CPU: inductor's CPU code sums
     float32 through a cascade helper that ran at about half the speed of a float64
-    accumulator (0.82 against 0.47 ms for three sums over 4M floats, bench-side)."""
+    accumulator (docs/benchmarks.md)."""
     wide = t.dtype == torch.float64 or t.device.type == "cpu"
     return torch.sum(t, dtype=torch.float64 if wide else torch.float32)
 
@@ -223,8 +223,7 @@ def am_sgd_group_step(
 
     On CUDA this is one call a step, with beta never leaving the device. The path it replaced
     there (this module's sums graph, ~40 eager scalar ops for beta, an update graph per
-    tensor) was slower than foreach: bench/optimizer_step.py on an H200, 113M parameters,
-    float32: 1.84 ms, foreach 1.53, this graph 1.10, fused SGD 0.68-0.73."""
+    tensor) was slower than foreach (bench/optimizer_step.py on an H200: docs/benchmarks.md)."""
     gs = [grads[i] + wd * params[i] if decayed else grads[i] for i in range(len(params))]
     rows = torch.stack(
         [
@@ -266,9 +265,9 @@ def am_sgd_update(
 # AM-AdamW: a reduction pass for beta, then the update pass (beta is per tensor).
 #
 # Two graphs, not one: inductor's CPU code for one graph holding both the reductions and the
-# stores ran at 5.1 ms on a 2048 x 2048 tensor, the two graphs at 1.5 + 1.35 ms (fused AdamW:
-# 1.4 ms). The reduction pass recomputes v's update instead of storing it (cheaper than one
-# more full-size write and read).
+# stores ran at about twice the time of the two graphs together (docs/benchmarks.md). The
+# reduction pass recomputes v's update instead of storing it (cheaper than one more full-size
+# write and read).
 # --------------------------------------------------------------------------------------------
 
 

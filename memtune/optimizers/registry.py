@@ -9,17 +9,16 @@ the only place that turns a name into a class.
 
 from __future__ import annotations
 
-import importlib
 import math
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from memtune.optimizers import options as opts
+from memtune.registry import PluginError, Registry, UnknownNameError, resolve
 
 if TYPE_CHECKING:  # neither is imported to read the registry
     import optuna
@@ -41,130 +40,12 @@ __all__ = [
 ]
 
 
-class UnknownNameError(ValueError):
-    """A name that is not in a registry; the message lists the known names."""
-
-    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
-        self.kind, self.name, self.known = kind, name, sorted(known)
-        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
-
-
 class ArgumentError(ValueError):
     """An optimizer argument that its options model refuses; ``argument`` names it."""
 
     def __init__(self, argument: str, message: str) -> None:
         self.argument, self.message = argument, message
         super().__init__(f"{argument}: {message}" if argument else message)
-
-
-class _Named(Protocol):
-    name: str
-
-
-T = TypeVar("T", bound=_Named)
-
-
-@dataclass(frozen=True)
-class PluginError:
-    """An entry point that could not be loaded: shown, never raised, so that one broken
-    plugin cannot take the service down."""
-
-    group: str
-    name: str
-    origin: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.group} plugin {self.name!r} from {self.origin}: {self.message}"
-
-
-class Registry(Generic[T]):
-    """Name -> spec, in registration order. Tasks use the same class in ``memtune.studies``.
-
-    With ``group``, the registry fills itself on first use from that Python entry-point group:
-    each entry point names a function (torch-free to import) returning the specs it registers,
-    memtune's own built-ins included. An entry point that fails to load, or registers a name
-    twice, is recorded in :attr:`errors` and skipped. ``builtin`` is called directly when
-    memtune itself is not installed (a bare checkout), so its own specs are always there.
-    """
-
-    def __init__(
-        self, kind: str, group: str | None = None, builtin: Callable[[], Iterable[T]] | None = None
-    ) -> None:
-        self.kind, self.group, self._builtin = kind, group, builtin
-        self._items: dict[str, T] = {}
-        self.errors: list[PluginError] = []
-        self._loaded = group is None
-        self._lock = threading.RLock()
-
-    def register(self, item: T) -> T:
-        with self._lock:
-            if item.name in self._items:
-                raise ValueError(f"{self.kind} {item.name!r} is registered already")
-            self._items[item.name] = item
-        return item
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        with self._lock:
-            if self._loaded:
-                return
-            self._loaded = True  # before loading: a plugin may read the registry
-            from importlib.metadata import entry_points
-
-            found = list(entry_points(group=self.group))
-            if self._builtin and not any(ep.value == _target_of(self._builtin) for ep in found):
-                self._add(self._builtin(), "memtune", "builtin")
-            for ep in found:
-                origin = f"{ep.dist.name} {ep.dist.version}" if ep.dist else ep.value
-                try:
-                    items = list(ep.load()())
-                except Exception as error:  # a broken plugin: an error line, not a crash
-                    message = f"{type(error).__name__}: {error}"
-                    self.errors.append(PluginError(self.group or "", ep.name, origin, message))
-                    continue
-                self._add(items, origin, ep.name)
-
-    def _add(self, items: Iterable[T], origin: str, entry: str) -> None:
-        for item in items:
-            try:
-                self.register(replace(item, origin=origin))  # type: ignore[type-var]
-            except (ValueError, TypeError) as error:
-                self.errors.append(PluginError(self.group or "", entry, origin, str(error)))
-
-    def get(self, name: str) -> T:
-        self._load()
-        try:
-            return self._items[name]
-        except KeyError:
-            raise UnknownNameError(self.kind, name, self._items) from None
-
-    def names(self) -> list[str]:
-        self._load()
-        return list(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        self._load()
-        return name in self._items
-
-    def __iter__(self) -> Iterator[T]:
-        self._load()
-        return iter(list(self._items.values()))
-
-    def __len__(self) -> int:
-        self._load()
-        return len(self._items)
-
-
-def _target_of(function: Callable[..., Any]) -> str:
-    return f"{function.__module__}:{function.__qualname__}"
-
-
-def resolve(target: str) -> Any:
-    """``"package.module:attribute"`` -> the attribute, imported now."""
-    module, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from scipy import stats as scipy_stats
 from memtune.reproduce.claims import Check
 from memtune.reproduce.document import CheckRow, ClaimEntry, Detectable
 from memtune.studies import stats
+from memtune.studies.numbers import as_number
 from memtune.studies.verdict import ArmVerdict, Verdict, decide
 
 __all__ = [
@@ -72,13 +73,6 @@ RULES = (
     "by a t-test at Holm's strictest level (alpha / checks), and that effect in each check's "
     "units (times its observed standard deviation).",
 )
-
-
-def _number(value: Any) -> float | None:
-    """A float from a JSON value (non-finite numbers as "inf" or "Infinity" strings)."""
-    if value is None or isinstance(value, bool):
-        return None
-    return float(value)
 
 
 def transform(value: float, check: Check | CheckRow, mode: str) -> float:
@@ -232,7 +226,7 @@ def stable_runs(
             errored.append(seed)
         trained = trial["state"] == "completed"
         if trained and failure is not None:
-            final = _number(trial["epochs"][-1].get(headline)) if trial["epochs"] else None
+            final = as_number(trial["epochs"][-1].get(headline)) if trial["epochs"] else None
             trained = final is not None and math.isfinite(final) and final <= failure
         runs.setdefault(trial["arm"], {})[seed] = trained
     return runs, sorted(set(errored))

@@ -28,7 +28,7 @@ from memtune.reproduce.document import (
     StudySummary,
 )
 from memtune.reproduce.run import BENCH_FILE, MANIFEST_FILE, load_study
-from memtune.studies.nonfinite import json_float
+from memtune.studies.numbers import as_number, format_number, format_p
 from memtune.studies.verdict import SCHEMA_VERSION, package_versions, source_commit
 
 __all__ = ["REPORT_JSON", "REPORT_MD", "build_report", "load_report", "render_report"]
@@ -183,20 +183,7 @@ def load_report(out: Path) -> Report:
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
-    if isinstance(value, str) and value not in ("inf", "-inf", "nan"):
-        return value  # a categorical hyperparameter (SAM's base, AM-AdamW's coupling)
-    number = judge._number(value)
-    if number is None:
-        return "-"
-    if not math.isfinite(number):
-        return str(json_float(number))
-    return f"{number:.{digits}g}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+    return format_number(value, digits)
 
 
 def _units(row: CheckRow) -> str:
@@ -243,8 +230,8 @@ def _checks_table(rows: list[CheckRow]) -> list[str]:
             compared += f", worst value {row.arm_diverged} / {row.reference_diverged}"
         outcome = f"**{row.outcome}**" + (f": {row.reason}" if row.reason else "")
         lines.append(
-            f"| {row.label} | {test} | {compared} | {improvement} | {_p(row.p_value)} | "
-            f"{_p(row.p_adjusted)} | {_fmt(row.detectable)} | {outcome} |"
+            f"| {row.label} | {test} | {compared} | {improvement} | {format_p(row.p_value)} | "
+            f"{format_p(row.p_adjusted)} | {_fmt(row.detectable)} | {outcome} |"
         )
     return lines
 
@@ -302,8 +289,8 @@ def _study_tables(claim: ClaimEntry, report: Report) -> list[str]:
         for c in summary.comparisons:
             lines.append(f"- {c.get('statement') or c['arm'] + ' vs ' + c['baseline']}: "
                          f"shift {_fmt(c['difference'])} [{_fmt(c['ci_low'])}, {_fmt(c['ci_high'])}], "
-                         f"p {_p(judge._number(c['p_value']))}, Holm p within the study "
-                         f"{_p(judge._number(c['p_adjusted']))}")  # fmt: skip
+                         f"p {format_p(as_number(c['p_value']))}, Holm p within the study "
+                         f"{format_p(as_number(c['p_adjusted']))}")  # fmt: skip
         for warning in summary.warnings:
             lines.append(f"\n> {warning}")
         lines.append("")

@@ -7,8 +7,7 @@ for what has ended (a finished study, its trials, its verdict). Writes through t
 second API process) shows within the entry's ttl (plus ``grace_s``, below).
 
 Under load an entry expires while many requests want it. Two rules keep that from turning
-into a queue of identical reads (measured: the study list's p99 went from 245 ms to 23 ms under
-``wrk``; see docs/benchmarks.md):
+into a queue of identical reads (measured under ``wrk``: docs/benchmarks.md):
 
 * one read per key at a time: requests that miss while a read for their key is running wait
   for that read instead of starting their own;

@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from memtune.reproduce.cli import add_reproduce_command
 from memtune.workers.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -28,7 +27,6 @@ from memtune.workers.cli import (
     EXIT_NOT_FOUND,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
-    build_parser,
 )
 
 log = logging.getLogger("memtune")
@@ -88,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_worker:
         # The worker is its own process: Ray and torch stay out of the API's process.
         worker = subprocess.Popen(
-            [sys.executable, "-m", "memtune.service.cli", "worker"],
+            [sys.executable, "-m", "memtune", "worker"],
             env={**os.environ, "DATABASE_URL": db.url},
         )
     try:
@@ -188,9 +186,7 @@ def _demo(args: argparse.Namespace) -> int:
     from memtune.client import Client, MemtuneError
 
     base = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "memtune.service.cli", "serve", "--port", str(args.port)]
-    )
+    server = subprocess.Popen([sys.executable, "-m", "memtune", "serve", "--port", str(args.port)])
     try:
         with Client(base) as client:
             for _ in range(120):
@@ -358,11 +354,8 @@ def _replay(client, args: argparse.Namespace) -> int:
     return 0
 
 
-def build_service_parser() -> argparse.ArgumentParser:
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    add_reproduce_command(commands)
-
+def add_service_commands(commands: argparse._SubParsersAction) -> None:
+    """The service's commands, for the ``memtune`` parser (:mod:`memtune.cli`)."""
     serve = commands.add_parser(
         "serve", help="start the API and one worker (SQLite + local Ray by default)"
     )
@@ -435,13 +428,13 @@ def build_service_parser() -> argparse.ArgumentParser:
         "--study", type=Path, default=DEMO_SPEC, help="study spec to submit (default: the demo)"
     )
     demo.set_defaults(handler=_demo)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from memtune.workers.cli import main as run_main
+    """The whole ``memtune`` command (kept here for scripts that named this module)."""
+    from memtune.cli import main as memtune_main
 
-    return run_main(argv, parser=build_service_parser())
+    return memtune_main(argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from memtune.studies.tasks import SPLIT_SEED
+from memtune.studies.task_options import SPLIT_SEED
 
 FASHION_MNIST_ENV = "MEMTUNE_FASHION_MNIST_DIR"
 FASHION_MNIST_VALIDATION = 10_000  # taken from the 60,000 training images
@@ -30,7 +30,7 @@ class DatasetMissingError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class Split:
+class SplitData:
     """Train, validation and test tensors of a supervised task. The search selects on
     validation; only the seed re-runs ever evaluate test."""
 
@@ -44,7 +44,7 @@ class Split:
 
 def fixed_split(
     x: np.ndarray, y: np.ndarray, *, held_out: float = 0.2, split_seed: int = SPLIT_SEED
-) -> Split:
+) -> SplitData:
     """Standardized features (train statistics) and a train / val / test split of
     1 - 2h / h / h that depends on nothing but the data and the split seed."""
     order = np.random.RandomState(split_seed).permutation(len(x))
@@ -53,11 +53,11 @@ def fixed_split(
     mean, std = x[train].mean(0), x[train].std(0) + 1e-8
     x = ((x - mean) / std).astype(np.float32)
     parts = [torch.from_numpy(a) for index in (train, val, test) for a in (x[index], y[index])]
-    return Split(*parts)
+    return SplitData(*parts)
 
 
 @functools.cache
-def breast_cancer() -> Split:
+def breast_cancer() -> SplitData:
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
@@ -65,7 +65,7 @@ def breast_cancer() -> Split:
 
 
 @functools.cache
-def digits() -> Split:
+def digits() -> SplitData:
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -100,7 +100,7 @@ def _find(directory: Path, stem: str) -> Path:
 
 
 @functools.cache
-def fashion_mnist() -> Split:
+def fashion_mnist() -> SplitData:
     """50,000 training and 10,000 validation images from the official training set (split
     seed fixed), and the official 10,000 t10k images as the test split; pixels in [0, 1]."""
     directory = fashion_mnist_dir()
@@ -126,7 +126,7 @@ def fashion_mnist() -> Split:
     )
     order = np.random.RandomState(SPLIT_SEED).permutation(len(train_images))
     val, train = order[:FASHION_MNIST_VALIDATION], order[FASHION_MNIST_VALIDATION:]
-    return Split(
+    return SplitData(
         images(train_images[train]),
         labels(train_labels[train]),
         images(train_images[val]),

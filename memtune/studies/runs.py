@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from memtune.studies import datasets, landscapes
-from memtune.studies.tasks import (
+from memtune.studies.task_options import (
     CharLMOptions,
     DigitsOptions,
     FashionOptions,
@@ -64,7 +64,7 @@ class SupervisedRun(TaskRun):
     def __init__(
         self,
         model: nn.Module,
-        split: datasets.Split,
+        split: datasets.SplitData,
         *,
         batch_size: int,
         seed: int,

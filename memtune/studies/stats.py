@@ -89,7 +89,7 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> Interval
     if np.ptp(data) == 0:  # zero spread: the interval is the point
         return Interval(mean, mean, mean, len(data))
     # The t quantile is cached per (confidence, n): the dashboard asks for one interval per
-    # arm and epoch, and scipy's t.interval costs ~0.5 ms a call.
+    # arm and epoch, and scipy's t.interval is slow by comparison (docs/benchmarks.md).
     half = _t_quantile(confidence, len(data) - 1) * float(data.std(ddof=1)) / math.sqrt(len(data))
     return Interval(mean, mean - half, mean + half, len(data))
 
@@ -164,9 +164,9 @@ def rank_sum_p(arm: Sequence[float], baseline: Sequence[float], seed: int = 0) -
     Exact up to 2^16 arrangements of the pooled values: every way to deal them into the two
     samples, enumerated; two-sided is twice the smaller tail. Without ties that is scipy's exact Mann-Whitney p, and with
     ties scipy's exact permutation test of the same statistic (tests/studies/test_stats.py
-    holds the three together); enumerated here because scipy's generic permutation test costs
-    ~18 ms for 924 arrangements, the calibration simulations ask for tens of thousands, and
-    ~0.1 ms does. Beyond 2^16, scipy's seeded Monte Carlo permutation test.
+    holds the three together); enumerated here because scipy's generic permutation test is
+    two orders of magnitude slower and the calibration simulations ask for tens of thousands
+    (figures in docs/benchmarks.md). Beyond 2^16, scipy's seeded Monte Carlo permutation test.
     """
     a, b = _present(arm), _present(baseline)
     if len(a) == 0 or len(b) == 0:

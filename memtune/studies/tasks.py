@@ -12,16 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from memtune.optimizers.registry import Registry, resolve
+from memtune.registry import Registry, resolve
+from memtune.studies.task_options import (
+    SPLIT_SEED,
+    CharLMOptions,
+    DigitsOptions,
+    FashionOptions,
+    LandscapeOptions,
+    LogregOptions,
+    Options,  # re-exported: a plugin's task options subclass it
+    QuadraticOptions,
+    SharpFlatOptions,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from memtune.studies.runs import TaskRun
 
-__all__ = ["TASKS", "TRAIN_LOSS", "Direction", "TaskSpec", "code_task", "get_task"]
+__all__ = ["TASKS", "TRAIN_LOSS", "Direction", "Options", "TaskSpec", "code_task", "get_task"]
 
 Direction = Literal["min", "max"]
 # Every run reports its mean training loss per epoch besides the task's own metrics.
@@ -94,65 +105,6 @@ class TaskSpec:
 
         build = resolve(self.builder)
         return build(self.parse_options(options, smoke=smoke), seed, torch.device(device))
-
-
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# How every task with data is split: one permutation by a fixed split seed, so a study's
-# validation and test sets never change between trials, seeds or runs of memtune.
-SPLIT_SEED = 0
-
-
-class LogregOptions(Options):
-    batch_size: int = Field(32, ge=1)
-    train_size: int | None = Field(None, ge=2)
-
-
-class DigitsOptions(Options):
-    batch_size: int = Field(64, ge=1)
-    width: int = Field(64, ge=1)
-    train_size: int | None = Field(None, ge=2)
-
-
-class FashionOptions(Options):
-    batch_size: int = Field(128, ge=1)
-    width: int = Field(
-        256, ge=1, description="hidden width (MLP) or channels of the first conv (CNN)"
-    )
-    train_size: int | None = Field(None, ge=2)
-    val_size: int | None = Field(None, ge=1)
-    test_size: int | None = Field(None, ge=1)
-
-
-class CharLMOptions(Options):
-    batch_size: int = Field(32, ge=1)
-    seq_len: int = Field(64, ge=2)
-    embed: int = Field(32, ge=1)
-    hidden: int = Field(128, ge=1)
-    train_chars: int | None = Field(
-        None, ge=1000, description="characters of training text (default: 90%)"
-    )
-    val_chars: int = Field(
-        20_000, ge=100, description="characters of validation text, and of test text"
-    )
-
-
-class QuadraticOptions(Options):
-    dim: int = Field(50, ge=1)
-    condition: float = Field(100.0, ge=1.0, description="condition number L / mu")
-    steps_per_epoch: int = Field(50, ge=1)
-
-
-class LandscapeOptions(Options):
-    steps_per_epoch: int = Field(100, ge=1)
-    noise: float = Field(0.0, ge=0.0, description="standard deviation of the gradient noise")
-
-
-class SharpFlatOptions(LandscapeOptions):
-    sharpness: float = Field(8.0, gt=0.0)
-    noise: float = Field(0.3, ge=0.0)
 
 
 # --------------------------------------------------------------------------------------------

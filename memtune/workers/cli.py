@@ -1,5 +1,6 @@
-"""The ``memtune`` command line: run a study on a local Ray (or ``RAY_ADDRESS``) and print
-its verdict. The service adds its own commands to this parser (``memtune/service/cli.py``).
+"""The study commands of ``memtune`` (assembled in :mod:`memtune.cli`): run a study on a local
+Ray (or ``RAY_ADDRESS``) and print its verdict; list the registries; check an optimizer; tell
+this machine's trials to checkpoint and leave.
 
 Commands import what they use when they run: ``memtune list`` and the service's commands never
 import torch or Ray."""
@@ -8,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import traceback
 from pathlib import Path
 
 from memtune.studies.spec import SpecError
 
-__all__ = ["add_run_commands", "main"]
+__all__ = ["add_run_commands"]
 
 # The exit codes of every command (README: "The command line"). 2 is also argparse's own.
 EXIT_FAILED = 1  # the work ran and failed (a study, a check), or an unexpected error
@@ -28,14 +28,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 def _run(args: argparse.Namespace) -> int:
     from memtune.workers.api import progress_bar, study_spec
-    from memtune.workers.cluster import configure_ray_environment
 
-    configure_ray_environment()  # before Ray is imported
-    from memtune.studies.verdict import format_verdict
-    from memtune.workers.runner import StudyCancelled, StudyRunner
-    from memtune.workers.sinks import JsonFileSink, ResultsSink
-
-    try:
+    try:  # before torch and Ray are imported (seconds): a bad spec is told at once
         spec = study_spec(args.study)
     except (FileNotFoundError, IsADirectoryError):
         print(f"error: {args.study}: no such file", file=sys.stderr)
@@ -57,6 +51,13 @@ def _run(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"tracking": tracking.model_copy(update=changes)})
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    from memtune.workers.cluster import configure_ray_environment
+
+    configure_ray_environment()  # before Ray is imported
+    from memtune.studies.verdict import format_verdict
+    from memtune.workers.runner import StudyCancelled, StudyRunner
+    from memtune.workers.sinks import JsonFileSink, ResultsSink
+
     sink = JsonFileSink(args.json) if args.json else ResultsSink()
     bar, progress = progress_bar(spec, quiet=args.quiet)
     try:
@@ -210,43 +211,3 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     check.set_defaults(handler=_check_optimizer)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="memtune",
-        description="Does this memory-based optimizer beat my tuned baseline? Fair studies on Ray Tune + Optuna.",
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log what happens (Ray start, trials)"
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_run_commands(commands)
-    return parser
-
-
-def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    parser = parser or build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return args.handler(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as error:  # one line for a user; the traceback with -v
-        if args.verbose:
-            traceback.print_exc()
-        print(
-            f"error: {type(error).__name__}: {error}"
-            + ("" if args.verbose else " (-v shows the traceback)"),
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

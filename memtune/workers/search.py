@@ -1,7 +1,7 @@
 """One Tuner per study: a searcher and a scheduler that keep the arms apart.
 
 Every Tuner starts its own actors, and an actor's first trial pays for the torch import and
-the task set-up (about 7 s here, measured in bench/study_overhead.py). A study therefore
+the task set-up (seconds: bench/study_overhead.py, docs/benchmarks.md). A study therefore
 runs as a single Tuner whose actors are reused by every trial, and fairness between arms is
 kept by these two wrappers instead of by separate Tuners:
 

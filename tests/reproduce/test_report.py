@@ -29,7 +29,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def _reproduce(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "memtune.service.cli", "reproduce", "--quiet", *arguments],
+        [sys.executable, "-m", "memtune", "reproduce", "--quiet", *arguments],
         capture_output=True,
         text=True,
         timeout=900,

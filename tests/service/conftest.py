@@ -110,7 +110,7 @@ def worker_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     running = RunningServer(url)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "memtune.service.cli", "worker"],
+        [sys.executable, "-m", "memtune", "worker"],
         env={
             **os.environ,
             "DATABASE_URL": url,

@@ -17,6 +17,7 @@ import pytest
 from memtune.client import Client, MemtuneError
 from memtune.service import services
 from memtune.service.config import Settings
+from memtune.service.services import keys
 from tests.service.conftest import RunningServer
 
 SMOKE = {
@@ -188,7 +189,7 @@ def test_keys_are_listed_by_prefix_and_a_revoked_key_is_refused(server):
     with server.client(key) as client:
         assert client.get("/studies").status_code == 200
         _memtune("apikey", "revoke", key[:10], env=env)
-        services._AUTHENTICATED.clear()  # what the auth cache's few seconds would do
+        keys._AUTHENTICATED.clear()  # what the auth cache's few seconds would do
         assert client.get("/studies").status_code == 401
     assert "revoked" in _memtune("apikey", "list", env=env).stdout
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from memtune.service import services
+from memtune.service.services import curves
 from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.studies.records import Phase, StudyStatus, TrialState
@@ -363,7 +364,7 @@ def test_the_page_interval_is_the_verdicts_t_interval():
 
     for values in ([0.5], [0.5, 0.5], [0.81, 0.84, 0.8, 0.79, 0.9], [1.0, 2.0, 4.0]):
         expected = mean_interval(values)
-        mean, low, high = services._interval(values)
+        mean, low, high = curves._interval(values)
         assert mean == pytest.approx(expected.mean)
         assert (low, high) == (
             (None, None) if expected.low is None else pytest.approx((expected.low, expected.high))

@@ -101,8 +101,8 @@ class BodyLimit:
 
 
 # Imported beside startup, off the request path: the dashboard's first GET /studies/{id}/curves
-# needs scipy's t quantile, whose import (~0.7 s here) was most of a study page's first render
-# (bench/dashboard_load.py). A request that comes earlier waits for the same import, no longer.
+# needs scipy's t quantile, whose import was most of a study page's first render
+# (bench/dashboard_load.py, docs/benchmarks.md). A request that comes earlier waits for the same import, no longer.
 WARM_IMPORTS = ("memtune.studies.stats",)
 
 

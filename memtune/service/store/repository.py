@@ -315,8 +315,8 @@ class Repository:
         each), read as plain rows: what aggregates need, without an ORM object per epoch.
 
         On SQLite and PostgreSQL the database picks the keys out of each row's JSON, so an
-        epoch's other values are never decoded (measured: 12,000 epochs of the dashboard's
-        curves read in 50 ms rather than 220 ms).
+        epoch's other values are never decoded (a several-fold faster read of the
+        dashboard's curves: docs/benchmarks.md).
         """
         if not trial_ids:
             return {}

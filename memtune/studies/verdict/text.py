@@ -3,20 +3,12 @@ for, and the rules that made them."""
 
 from __future__ import annotations
 
-import math
 import statistics
 
+from memtune.studies.numbers import format_number as _fmt
 from memtune.studies.verdict.types import ArmVerdict, Verdict
 
 __all__ = ["format_verdict"]
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
 
 
 def _interval(low: float | None, high: float | None) -> str:
