@@ -91,7 +91,7 @@ def spec_of(name: str, index: int) -> dict[str, Any]:
 
 def run_one(name: str, index: int) -> dict[str, Any]:
     from memtune.studies.spec import parse_spec
-    from memtune.workers.runner import StudyRunner
+    from memtune.tuning.runner import StudyRunner
 
     spec = parse_spec(spec_of(name, index))
     started = time.monotonic()
@@ -174,7 +174,7 @@ def main() -> None:
     if not args.report:
         import optuna
 
-        from memtune.workers.cluster import ray_cluster
+        from memtune.tuning.cluster import ray_cluster
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per search otherwise
         done = {(r["experiment"], r["index"]) for r in results}

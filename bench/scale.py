@@ -78,14 +78,14 @@ def _profiled(args: argparse.Namespace, side: str, work):
 
 def run_memtune(args: argparse.Namespace) -> dict:
     """memtune's side: the runner with the service's store sink, in this process."""
-    from memtune.workers.cluster import configure_ray_environment
+    from memtune.tuning.cluster import configure_ray_environment
 
     configure_ray_environment()
     from memtune.service import services
     from memtune.service.store.repository import Repository
     from memtune.service.store.session import Database
     from memtune.service.worker import StoreSink
-    from memtune.workers.runner import StudyRunner
+    from memtune.tuning.runner import StudyRunner
 
     spec = _spec(args.trials, args.epochs, args.concurrency)
     db = Database(args.database)
@@ -96,7 +96,7 @@ def run_memtune(args: argparse.Namespace) -> dict:
     Path(args.study_id_file).write_text(str(study.id))
     sink = StoreSink(db, study.id, "bench", metric=spec.resolved_metric, mode=spec.resolved_mode)
     if args.no_store:  # the runner alone: what the store costs is the difference
-        from memtune.workers.sinks import ResultsSink
+        from memtune.tuning.sinks import ResultsSink
 
         sink = ResultsSink()
     runner = StudyRunner(
@@ -129,7 +129,7 @@ def run_memtune(args: argparse.Namespace) -> dict:
 
 def run_tune(args: argparse.Namespace) -> dict:
     """Bare Ray Tune: what a user writes with the same trainable, searcher and order."""
-    from memtune.workers.cluster import configure_ray_environment
+    from memtune.tuning.cluster import configure_ray_environment
 
     configure_ray_environment()
     import optuna
@@ -138,8 +138,8 @@ def run_tune(args: argparse.Namespace) -> dict:
     from ray.tune.search.optuna import OptunaSearch
 
     from memtune.studies.records import Phase
-    from memtune.workers.runner import StudyRunner, _ArmSpace
-    from memtune.workers.trainable import train_trial
+    from memtune.tuning.runner import StudyRunner, _ArmSpace
+    from memtune.tuning.trainable import train_trial
 
     spec = _spec(args.trials, args.epochs, args.concurrency)
     arm = spec.arms[0]
@@ -251,7 +251,7 @@ def main() -> None:
         print(json.dumps(outcome))
         return
 
-    from memtune.workers.cluster import configure_ray_environment
+    from memtune.tuning.cluster import configure_ray_environment
 
     configure_ray_environment()
     from ray.cluster_utils import Cluster

@@ -40,7 +40,7 @@ def calibrate_epochs(seconds: float, width: int) -> int:
     """Epochs of digits_mlp (this width, one thread) that make about ``seconds`` of training."""
     import torch
 
-    from memtune.workers.training import TrialTraining
+    from memtune.tuning.training import TrialTraining
 
     torch.set_num_threads(1)
     TASK_OPTIONS["width"] = width
@@ -78,14 +78,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from memtune.workers.cluster import configure_ray_environment
+    from memtune.tuning.cluster import configure_ray_environment
 
     configure_ray_environment()  # before Ray is imported
     from memtune.studies.records import Phase
     from memtune.studies.spec import parse_spec
-    from memtune.workers.cluster import ray_cluster
-    from memtune.workers.runner import StudyRunner
-    from memtune.workers.trainable import CHECKPOINT_EVERY_S, REPORT_EVERY_S
+    from memtune.tuning.cluster import ray_cluster
+    from memtune.tuning.runner import StudyRunner
+    from memtune.tuning.trainable import CHECKPOINT_EVERY_S, REPORT_EVERY_S
 
     epochs = calibrate_epochs(args.seconds, args.width)
     spec = parse_spec(
@@ -271,7 +271,7 @@ def _plain_trial(
     epochs, schedule): train ``epochs`` epochs; returns its training time and last value."""
     import torch
 
-    from memtune.workers.training import TrialTraining
+    from memtune.tuning.training import TrialTraining
 
     torch.set_num_threads(1)
     training = TrialTraining(

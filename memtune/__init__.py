@@ -2,7 +2,7 @@
 at what cost, and how sure are we?
 
 One namespace, four layers whose imports point one way:
-``memtune.service`` -> ``memtune.workers`` -> ``memtune.studies`` -> ``memtune.optimizers``.
+``memtune.service`` -> ``memtune.tuning`` -> ``memtune.studies`` -> ``memtune.optimizers``.
 Importing this package imports nothing heavy (no torch, no Ray).
 """
 
@@ -19,7 +19,7 @@ except PackageNotFoundError:  # a source checkout that was never installed
 def __getattr__(name: str):
     # ``memtune.run(spec, task=build)``: imported on first use (it brings Ray and torch).
     if name == "run":
-        from memtune.workers.api import run
+        from memtune.tuning.api import run
 
         return run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

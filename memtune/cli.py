@@ -1,7 +1,7 @@
 """The ``memtune`` command: every layer's subcommands, assembled in one parser.
 
 - ``run``, ``list``, ``check-optimizer``, ``drain-node``: studies here, on Ray
-  (:mod:`memtune.workers.cli`);
+  (:mod:`memtune.tuning.cli`);
 - ``reproduce``: the papers' claims (:mod:`memtune.reproduce.cli`);
 - ``serve``, ``worker``, ``migrate``, ``apikey``, ``demo`` and the remote commands
   (``submit``, ``status``, ``verdict``, ``replay``): the service (:mod:`memtune.service.cli`).
@@ -20,7 +20,7 @@ import traceback
 
 from memtune.reproduce.cli import add_reproduce_command
 from memtune.service.cli import add_service_commands
-from memtune.workers.cli import (
+from memtune.tuning.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,

@@ -22,7 +22,7 @@ compiles at most a few graphs per tensor shape. The 0-d tensors live on the para
 and change with ``fill_``, so a step needs no host sync on CUDA.
 
 Compiling with inductor costs seconds per process (it keeps its cache on disk; see
-:func:`memtune.workers.cluster.configure_ray_environment`), so without the CPU kernels the
+:func:`memtune.tuning.cluster.configure_ray_environment`), so without the CPU kernels the
 default picks it only for a group of at least :data:`COMPILE_MIN_NUMEL` elements, where it
 pays for itself within a trial; the CPU kernels cost about a second once per machine and are
 the default on CPU at every size (``bench/optimizer_step.py`` measures both).

@@ -1,7 +1,7 @@
 """Runs a reproduction: every claim's studies through the engine, and the step benchmark.
 
 Each study writes one JSON file under ``<out>/data/studies/`` as it runs (memtune's
-:class:`~memtune.workers.sinks.JsonFileSink`: the spec, every trial with its epochs, the
+:class:`~memtune.tuning.sinks.JsonFileSink`: the spec, every trial with its epochs, the
 verdict). A study whose file already holds a completed run of the same spec is not run again,
 so an interrupted reproduction resumes where it stopped. All studies share one Ray: a local one
 on 127.0.0.1, or the cluster at ``RAY_ADDRESS``.
@@ -21,7 +21,7 @@ from typing import Any
 
 from memtune.reproduce.claims import Claim, Mode
 from memtune.studies.spec import StudySpec
-from memtune.workers.sinks import write_json
+from memtune.tuning.sinks import write_json
 
 __all__ = [
     "BENCH_FILE",
@@ -71,11 +71,11 @@ def run_studies(
     manifest (what ran, how long each study took)."""
     from tqdm import tqdm
 
-    from memtune.workers.cluster import configure_ray_environment, ray_cluster
+    from memtune.tuning.cluster import configure_ray_environment, ray_cluster
 
     configure_ray_environment()
-    from memtune.workers.runner import StudyRunner
-    from memtune.workers.sinks import JsonFileSink
+    from memtune.tuning.runner import StudyRunner
+    from memtune.tuning.sinks import JsonFileSink
 
     manifest_path = out / "data" / MANIFEST_FILE
     manifest = _read_manifest(manifest_path)
@@ -182,7 +182,7 @@ class _TaskTraining:
     """A memtune task's own training step (``TrialTraining``), cycling over its batches."""
 
     def __init__(self, task: str, options: Mapping[str, Any], optimizer: str, smoke: bool) -> None:
-        from memtune.workers.training import TrialTraining
+        from memtune.tuning.training import TrialTraining
 
         self.training = TrialTraining(
             task=task,
@@ -208,7 +208,7 @@ class _TaskTraining:
 
     @property
     def impl(self) -> str:
-        from memtune.workers.training import _implementation
+        from memtune.tuning.training import _implementation
 
         return _implementation(self.training.optimizer, self.training.device)
 

@@ -1,4 +1,4 @@
-"""``memtune``: the study commands of ``workers/cli.py`` plus the service's own.
+"""The service's commands of ``memtune`` (assembled in :mod:`memtune.cli`).
 
 memtune serve                 API + one worker on 127.0.0.1 (SQLite and a local Ray)
 memtune worker                a worker only (production: many, on one PostgreSQL)
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from memtune.workers.cli import (
+from memtune.tuning.cli import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -221,7 +221,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _remote(handler):
     """A command that talks to a service: --url and --key (or MEMTUNE_URL, MEMTUNE_API_KEY).
     Whatever goes wrong is one line naming the URL, the field or the file, and an exit code
-    that says which (workers/cli.py: EXIT_*); -v adds the traceback."""
+    that says which (tuning/cli.py: EXIT_*); -v adds the traceback."""
 
     def run(args: argparse.Namespace) -> int:
         import httpx
@@ -314,7 +314,7 @@ def _replay(client, args: argparse.Namespace) -> int:
     """Re-runs one stored trial here, from its stored config and seed, epoch by epoch beside
     what the study recorded."""
     from memtune.studies.spec import parse_spec
-    from memtune.workers.training import TrialTraining
+    from memtune.tuning.training import TrialTraining
 
     trial = client.trial(args.trial_id)
     spec = parse_spec(

@@ -31,7 +31,7 @@ from memtune.studies.code import TaskCode, code_cache
 from memtune.studies.records import EpochResult, StudyStatus, TrialRecord
 from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict
-from memtune.workers.sinks import ResultsSink
+from memtune.tuning.sinks import ResultsSink
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class StudyWorker:
         * extended (it holds a verdict): what :meth:`StudyRunner.reusable` keeps;
         * otherwise nothing: it starts over.
         """
-        from memtune.workers.runner import StudyRunner
+        from memtune.tuning.runner import StudyRunner
 
         with self.db.session() as session:
             repository = Repository(session)
@@ -319,7 +319,7 @@ class StudyWorker:
         import ray
 
         from memtune.studies.spec import parse_spec
-        from memtune.workers.runner import StudyRunner
+        from memtune.tuning.runner import StudyRunner
 
         log.info("worker %s runs study %s (attempt %s)", self.worker_id, study_id, attempt)
         spec = parse_spec(spec_data)
@@ -404,7 +404,7 @@ class StudyWorker:
 
     def run_forever(self, stop: threading.Event | None = None, *, once: bool = False) -> None:
         """Polls for studies until ``stop``; one Ray (local, or RAY_ADDRESS) serves them all."""
-        from memtune.workers.cluster import ray_cluster
+        from memtune.tuning.cluster import ray_cluster
 
         stop = stop or threading.Event()
         log.info(
@@ -418,7 +418,7 @@ class StudyWorker:
     def record_inventory(self) -> None:
         """Writes what this worker sees of the cluster (nodes, CPUs, GPUs, installed tasks
         and optimizers) to the store, where the API checks submissions against it."""
-        from memtune.workers.cluster import node_inventory
+        from memtune.tuning.cluster import node_inventory
 
         try:
             nodes = node_inventory()
@@ -492,8 +492,8 @@ class StudyDrive:
 def drive_study(drive: StudyDrive) -> None:
     """Runs one study's Tune driver (in a Ray task): results to the store as they come."""
     from memtune.studies.spec import parse_spec
-    from memtune.workers.cluster import configure_ray_environment
-    from memtune.workers.runner import StudyCancelled, StudyRunner
+    from memtune.tuning.cluster import configure_ray_environment
+    from memtune.tuning.runner import StudyCancelled, StudyRunner
 
     configure_ray_environment()
     import optuna

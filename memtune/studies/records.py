@@ -103,7 +103,7 @@ class TrialPlan:
     # The lr schedule: kind, floor, and the warmup fraction when it is not searched.
     schedule: Mapping[str, Any] = field(default_factory=lambda: {"kind": "constant"})
     # Epochs reported the moment they end (where the trial's scheduler decides); the others may
-    # be reported together with a later one (see memtune.workers.trainable).
+    # be reported together with a later one (see memtune.tuning.trainable).
     report_epochs: tuple[int, ...] = ()
     # A task from code: the package its files travel as (Ray's runtime environment puts it
     # on sys.path, or the runner extracted it on this machine: memtune.studies.code).

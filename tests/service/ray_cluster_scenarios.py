@@ -13,15 +13,15 @@ import threading
 import time
 from collections import Counter
 
-from memtune.workers.cluster import configure_ray_environment
+from memtune.tuning.cluster import configure_ray_environment
 
 configure_ray_environment()  # loopback only, token auth: as every memtune driver
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from memtune.studies.spec import StudySpec  # noqa: E402
-from memtune.workers.runner import StorageError, StudyRunner  # noqa: E402
-from memtune.workers.sinks import ResultsSink  # noqa: E402
+from memtune.tuning.runner import StorageError, StudyRunner  # noqa: E402
+from memtune.tuning.sinks import ResultsSink  # noqa: E402
 from tests.service.conftest import free_port  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def code_task(tmp: str, cluster: Cluster) -> dict:
     from pathlib import Path
 
     import memtune
-    from memtune.workers.api import study_spec
+    from memtune.tuning.api import study_spec
 
     source = Path(tmp) / "src"
     source.mkdir()
@@ -167,7 +167,7 @@ def lose_a_node_twice(tmp: str, cluster: Cluster, nodes: list) -> dict:
     seed run's value is compared with the same config and seed trained in this process."""
     import torch
 
-    from memtune.workers.training import TrialTraining
+    from memtune.tuning.training import TrialTraining
 
     # Long enough that the run is still going after two losses on a loaded machine (its
     # epochs take milliseconds; with 200 it once ended before the second loss).
@@ -252,7 +252,7 @@ def shutdown_notice(tmp: str) -> dict:
     """A trial that checkpoints only every 10 minutes gets a node's shutdown notice (drain_node:
     SIGTERM to this machine's trial processes) mid-run: it checkpoints at once, and resumes
     from there rather than from its start."""
-    from memtune.workers.cluster import drain_node
+    from memtune.tuning.cluster import drain_node
 
     epochs = 200  # long enough to be running when the notice comes at epoch 20 or so
     checkpoints: list[int] = []

@@ -1,5 +1,5 @@
 """The command line meets bad input as the API does: one line naming the file and line, the
-URL, or the field, and a documented exit code (workers/cli.py: EXIT_*); -v adds the
+URL, or the field, and a documented exit code (tuning/cli.py: EXIT_*); -v adds the
 traceback. Every case goes through the real entry point, ``python -m memtune``."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 import memtune
 from memtune.service import services
-from memtune.workers.cli import (
+from memtune.tuning.cli import (
     EXIT_BAD_INPUT,
     EXIT_NOT_FOUND,
     EXIT_REFUSED,

@@ -11,7 +11,7 @@ from memtune.service.store.repository import Repository
 from memtune.service.store.session import Database
 from memtune.service.worker import stored_records
 from memtune.studies.spec import parse_spec
-from memtune.workers.runner import StudyRunner
+from memtune.tuning.runner import StudyRunner
 from tests.synthetic_study import write_finished_study
 
 ADMIN = services.Caller(owner_id=None, owner="admin")

@@ -1,5 +1,5 @@
 """A task from the user's code: references, the files read and shipped, the spec's checks.
-No Ray and no trial here (tests/workers/test_code_task.py runs studies)."""
+No Ray and no trial here (tests/tuning/test_code_task.py runs studies)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memtune.workers.sinks import ResultsSink
+from memtune.tuning.sinks import ResultsSink
 
 
 class KeptTrials(ResultsSink):

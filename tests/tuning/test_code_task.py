@@ -17,8 +17,8 @@ import pytest
 import memtune
 from memtune.studies.records import TrialState
 from memtune.studies.spec import SpecError
-from memtune.workers.cluster import ray_cluster
-from tests.workers.recording import KeptTrials
+from memtune.tuning.cluster import ray_cluster
+from tests.tuning.recording import KeptTrials
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 

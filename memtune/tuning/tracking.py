@@ -36,7 +36,7 @@ from memtune.studies.nonfinite import to_json
 from memtune.studies.records import EpochResult, TrialRecord, TrialState
 from memtune.studies.spec import StudySpec
 from memtune.studies.verdict import Verdict, format_verdict
-from memtune.workers.sinks import ResultsSink
+from memtune.tuning.sinks import ResultsSink
 
 __all__ = ["FLUSH_TIMEOUT_S", "MlflowTracker", "TensorBoardTracker", "Trackers", "trackers_for"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ray import tune
 
-from memtune.workers import trainable
-from memtune.workers.trainable import train_trial
+from memtune.tuning import trainable
+from memtune.tuning.trainable import train_trial
 
 
 def crash_once_after_two_epochs(config: dict, marker: str) -> None:

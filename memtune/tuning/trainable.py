@@ -25,7 +25,7 @@ from ray import tune
 from memtune.studies.code import CodeError, is_code_reference
 from memtune.studies.records import EpochResult, Phase, TrialPlan, worst_value
 from memtune.studies.tasks import TRAIN_LOSS
-from memtune.workers.training import TrialTraining
+from memtune.tuning.training import TrialTraining
 
 __all__ = [
     "CHECKPOINT_FILE",

@@ -17,10 +17,10 @@ import pytest
 
 import memtune
 from memtune.studies.records import TrialState
-from memtune.workers import tracking
-from memtune.workers.cluster import ray_cluster
+from memtune.tuning import tracking
+from memtune.tuning.cluster import ray_cluster
 from tests.service.conftest import free_port
-from tests.workers.recording import KeptTrials
+from tests.tuning.recording import KeptTrials
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -4,7 +4,7 @@ Search: each arm runs K independent searches (``spec.searches``), each an Optuna
 Tune's ``OptunaSearch``) over the arm's space with its own seed and the same budget; ASHA, when
 asked, only compares trials of the same search. Seed re-runs: once a search is over, its best
 config is re-run on its re-run seeds (``Search.rerun_seeds``: the same for the r-th search of
-every arm). Only the re-runs feed the verdict. All of it is one Tuner (``workers/search.py`` says
+every arm). Only the re-runs feed the verdict. All of it is one Tuner (``tuning/search.py`` says
 why), so a process runs one study at a time: two ``Tuner.fit()`` at once in one process break.
 
 Where the Tune experiment lives: ``experiment_path`` (the worker gives each study its own
@@ -49,11 +49,11 @@ from memtune.studies.records import (
 )
 from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
-from memtune.workers.cluster import ray_cluster
-from memtune.workers.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
-from memtune.workers.sinks import ResultsSink
-from memtune.workers.tracking import Trackers, trackers_for
-from memtune.workers.trainable import (
+from memtune.tuning.cluster import ray_cluster
+from memtune.tuning.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
+from memtune.tuning.sinks import ResultsSink
+from memtune.tuning.tracking import Trackers, trackers_for
+from memtune.tuning.trainable import (
     EARLIER_EPOCHS,
     SHUTDOWN_NOTICE,
     hyperparameters_of,
@@ -145,7 +145,7 @@ class _Recorder(_DriverOnly, tune.Callback):
     ) -> None:
         record = self._record(trial)
         evaluated = self.runner.spec.task_spec.evaluated
-        # One report may carry several epochs (memtune.workers.trainable: EARLIER_EPOCHS).
+        # One report may carry several epochs (memtune.tuning.trainable: EARLIER_EPOCHS).
         epochs = [
             EpochResult.from_dict(data, evaluated)
             for data in [*result.get(EARLIER_EPOCHS, ()), result]
@@ -659,7 +659,7 @@ class StudyRunner:
                 # Keeping K checkpoints forces an experiment snapshot every K checkpoints of a
                 # trial, so that the snapshot a resume starts from never names a checkpoint
                 # already deleted. K = 1 keeps one checkpoint a trial on disk; trials
-                # checkpoint by time (memtune.workers.trainable.CHECKPOINT_EVERY_S), so the
+                # checkpoint by time (memtune.tuning.trainable.CHECKPOINT_EVERY_S), so the
                 # forced snapshots come at most that often a trial, whatever its epochs.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),

@@ -7,7 +7,7 @@ import math
 from ray.tune.search import Searcher
 
 from memtune.studies.records import Phase, TrialPlan
-from memtune.workers.search import ASHA_OPTIONS, StudySearcher, asha_milestones
+from memtune.tuning.search import ASHA_OPTIONS, StudySearcher, asha_milestones
 
 
 class _Scripted(Searcher):
@@ -97,7 +97,7 @@ def _optuna_searcher(storage: str, budget: int) -> StudySearcher:
     from ray.tune.search.optuna import OptunaSearch
 
     from memtune.studies.spec import parse_spec
-    from memtune.workers.runner import _ArmSpace
+    from memtune.tuning.runner import _ArmSpace
 
     spec = parse_spec(
         {"name": "t", "task": "digits_mlp", "arms": [{"optimizer": "sgd", "baseline": True}]}
@@ -199,3 +199,51 @@ def test_a_pinned_arm_reruns_its_one_config_on_its_seeds_even_when_the_search_tr
     assert pinned.best["sgd"] == {"lr": 3.0}
     reruns = [pinned.suggest(f"s{i}")["run"] for i in range(2)]
     assert [r.seed for r in reruns] == [1, 2] and all(r.hparams == {"lr": 3.0} for r in reruns)
+
+
+def test_a_searcher_snapshot_that_names_the_old_package_restores_and_goes_on(tmp_path):
+    """memtune.tuning was memtune.workers. Tune pickles a study's searcher (with its search
+    spaces) by module path, so an experiment snapshotted by the old version names
+    ``memtune.workers.*``; after an upgrade that study still resumes, to the same configs."""
+    import pickle
+
+    from memtune.tuning.runner import _ArmSpace
+
+    uninterrupted = _optuna_searcher(f"sqlite:///{tmp_path / 'a.db'}", budget=8)
+    expected = [_finish(uninterrupted, f"t{i}") for i in range(8)]
+
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    before = _optuna_searcher(storage, budget=8)
+    for i in range(4):
+        _finish(before, f"t{i}")
+    # What the old version wrote: the same pickle with the old package's name in it (protocol
+    # 0 writes each class as "module\nname", so the rename is a replacement of text).
+    written = pickle.dumps(before.__dict__, protocol=0)
+    assert b"memtune.tuning.runner\n_ArmSpace" in written
+    old = written.replace(b"memtune.tuning.", b"memtune.workers.")
+    assert b"memtune.tuning." not in old
+    (tmp_path / "old-snapshot.pkl").write_bytes(old)
+
+    restored = _optuna_searcher(storage, budget=8)
+    restored.restore(str(tmp_path / "old-snapshot.pkl"))
+    space = restored.searchers["sgd"]._space
+    assert type(space) is _ArmSpace  # the class of memtune.tuning, not a copy
+    assert [_finish(restored, f"r{i}") for i in range(4, 8)] == expected[4:]
+
+
+def test_the_old_package_name_is_the_new_modules_and_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, memtune.workers\n"
+        "assert 'torch' not in sys.modules and 'ray' not in sys.modules\n"
+        "import memtune.workers.sinks as old, memtune.tuning.sinks as new\n"
+        "from memtune.workers.search import StudySearcher\n"
+        "import memtune.tuning.search as search\n"
+        "assert old is new and StudySearcher is search.StudySearcher\n"
+        "assert old.__spec__.name == 'memtune.tuning.sinks'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == "ok", done.stderr

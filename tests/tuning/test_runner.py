@@ -16,10 +16,10 @@ from memtune.service.cli import DEMO_SPEC
 from memtune.studies import stats
 from memtune.studies.spec import SpecError, load_spec, parse_spec
 from memtune.studies.verdict import decide
-from memtune.workers.cluster import node_inventory, ray_cluster
-from memtune.workers.runner import StudyCancelled, StudyRunner, _pending_trials
-from memtune.workers.sinks import JsonFileSink, ResultsSink
-from tests.workers.flaky import crash_once_after_two_epochs, log_environment, log_reports
+from memtune.tuning.cluster import node_inventory, ray_cluster
+from memtune.tuning.runner import StudyCancelled, StudyRunner, _pending_trials
+from memtune.tuning.sinks import JsonFileSink, ResultsSink
+from tests.tuning.flaky import crash_once_after_two_epochs, log_environment, log_reports
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -319,11 +319,11 @@ def test_node_inventory_reports_each_nodes_resources_and_installed_names():
 
 _INTERRUPTED = """
 import os, signal, sys
-from memtune.workers.cluster import configure_ray_environment, ray_cluster
+from memtune.tuning.cluster import configure_ray_environment, ray_cluster
 configure_ray_environment()
 from memtune.studies.spec import parse_spec
-from memtune.workers.runner import StudyRunner
-from memtune.workers.sinks import JsonFileSink
+from memtune.tuning.runner import StudyRunner
+from memtune.tuning.sinks import JsonFileSink
 
 spec = parse_spec({
     "name": "interrupted", "task": "digits_mlp", "smoke": True,
@@ -366,7 +366,7 @@ def test_only_a_dead_node_makes_an_actors_death_a_node_loss(monkeypatch):
 
     from ray.exceptions import ActorDiedError, RayTaskError
 
-    from memtune.workers import runner
+    from memtune.tuning import runner
 
     monkeypatch.setattr(runner, "NODE_DEATH_WAIT_S", 0.3)
     nodes = [{"NodeID": "alive", "Alive": True}, {"NodeID": "gone", "Alive": False}]

@@ -27,8 +27,8 @@ from memtune.studies.spec import SpecError, StudySpec, attach_code, load_spec, p
 
 if TYPE_CHECKING:
     from memtune.studies.verdict import Verdict
-    from memtune.workers.runner import StudyRunner
-    from memtune.workers.sinks import ResultsSink
+    from memtune.tuning.runner import StudyRunner
+    from memtune.tuning.sinks import ResultsSink
 
 __all__ = ["progress_bar", "run", "study_spec"]
 
@@ -108,12 +108,12 @@ def run(
     ``build(options, seed, device) -> TaskRun`` (a function defined in a ``.py`` file) or a
     reference (``my_task.py:build``); with it, ``metrics`` in the spec declares what its
     ``evaluate`` returns. ``task_dir``: ship that directory with the task's file. The other
-    keyword arguments go to :class:`~memtune.workers.runner.StudyRunner`.
+    keyword arguments go to :class:`~memtune.tuning.runner.StudyRunner`.
     """
-    from memtune.workers.cluster import configure_ray_environment
+    from memtune.tuning.cluster import configure_ray_environment
 
     configure_ray_environment()  # before Ray is imported
-    from memtune.workers.runner import StudyRunner
+    from memtune.tuning.runner import StudyRunner
 
     parsed = study_spec(spec, task=task, task_dir=task_dir)
     bar, advance = progress_bar(parsed, quiet=not progress)

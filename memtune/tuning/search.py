@@ -30,7 +30,7 @@ from ray.tune.search import Searcher
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from memtune.studies.records import Phase, TrialPlan
-from memtune.workers.trainable import hyperparameters_of
+from memtune.tuning.trainable import hyperparameters_of
 
 __all__ = ["ASHA_OPTIONS", "PerArmScheduler", "StudySearcher", "asha_milestones"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from memtune.workers.training import TrialTraining, _peak_memory_mb
+from memtune.tuning.training import TrialTraining, _peak_memory_mb
 
 
 def _training(**changes) -> TrialTraining:

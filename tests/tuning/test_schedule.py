@@ -10,7 +10,7 @@ import torch
 
 from memtune.optimizers import AMSGD
 from memtune.studies.spec import parse_spec
-from memtune.workers.training import TrialTraining, lr_multiplier
+from memtune.tuning.training import TrialTraining, lr_multiplier
 
 
 def test_cosine_with_warmup_rises_linearly_then_decays_to_the_floor():

@@ -186,7 +186,7 @@ def _trial_processes() -> list[int]:
 
 def drain_node(timeout_s: float = 25.0) -> tuple[int, int]:
     """A node's shutdown notice for its trials: SIGTERM to each (a running trial checkpoints
-    at the end of its epoch, then exits; memtune.workers.trainable), then waits up to
+    at the end of its epoch, then exits; memtune.tuning.trainable), then waits up to
     ``timeout_s`` for them to be gone. Kubernetes' preStop hook runs it (``memtune
     drain-node``): there only the container's PID 1 gets the pod's SIGTERM. Returns how many
     were told and how many are still there."""

@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 def _run(args: argparse.Namespace) -> int:
-    from memtune.workers.api import progress_bar, study_spec
+    from memtune.tuning.api import progress_bar, study_spec
 
     try:  # before torch and Ray are imported (seconds): a bad spec is told at once
         spec = study_spec(args.study)
@@ -51,12 +51,12 @@ def _run(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"tracking": tracking.model_copy(update=changes)})
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    from memtune.workers.cluster import configure_ray_environment
+    from memtune.tuning.cluster import configure_ray_environment
 
     configure_ray_environment()  # before Ray is imported
     from memtune.studies.verdict import format_verdict
-    from memtune.workers.runner import StudyCancelled, StudyRunner
-    from memtune.workers.sinks import JsonFileSink, ResultsSink
+    from memtune.tuning.runner import StudyCancelled, StudyRunner
+    from memtune.tuning.sinks import JsonFileSink, ResultsSink
 
     sink = JsonFileSink(args.json) if args.json else ResultsSink()
     bar, progress = progress_bar(spec, quiet=args.quiet)
@@ -143,7 +143,7 @@ def _check_optimizer(args: argparse.Namespace) -> int:
 
 
 def _drain_node(args: argparse.Namespace) -> int:
-    from memtune.workers.cluster import drain_node
+    from memtune.tuning.cluster import drain_node
 
     told, left = drain_node(args.timeout)
     print(f"told {told} trial(s) to checkpoint; {left} still running", file=sys.stderr)
