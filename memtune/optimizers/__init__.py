@@ -26,15 +26,16 @@ from memtune.optimizers.registry import (
 )
 
 if TYPE_CHECKING:
-    from memtune.optimizers.am import AMSGD, AMAdamW, am_adamw, am_sgd
+    from memtune.optimizers.am_adamw import AMAdamW, am_adamw
+    from memtune.optimizers.am_sgd import AMSGD, am_sgd
     from memtune.optimizers.critical import AdamCG, AdamCM, adam_cg, adam_cm
     from memtune.optimizers.sam import SAM
 
 _LAZY = {
-    "AMSGD": "memtune.optimizers.am",
-    "AMAdamW": "memtune.optimizers.am",
-    "am_adamw": "memtune.optimizers.am",
-    "am_sgd": "memtune.optimizers.am",
+    "AMSGD": "memtune.optimizers.am_sgd",
+    "AMAdamW": "memtune.optimizers.am_adamw",
+    "am_adamw": "memtune.optimizers.am_adamw",
+    "am_sgd": "memtune.optimizers.am_sgd",
     "AdamCG": "memtune.optimizers.critical",
     "AdamCM": "memtune.optimizers.critical",
     "adam_cg": "memtune.optimizers.critical",

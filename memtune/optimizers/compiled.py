@@ -199,7 +199,7 @@ def am_sgd_group_dots(
 
 def am_sgd_fraction(G: Any, X: Any, D: Any, gap: Any, *, lr: Any, lam: Any) -> tuple:
     """(N, Dn) of AM-SGD's beta = N / Dn from the three sums and the gap eta_prev * X: Python
-    floats, tensors, or 0-d tensors inside a graph (every path of memtune.optimizers.am)."""
+    floats, tensors, or 0-d tensors inside a graph (every path of memtune.optimizers.am_sgd and am_adamw)."""
     numerator = (1 + lam) * gap / lr - (X + lam * D - G - lam * X)
     return numerator, D - 2 * X + G
 
@@ -310,7 +310,7 @@ def am_adamw_beta(
     coupling: str,
     decayed: bool,
 ) -> Tensor:
-    """The beta of one tensor (see :class:`memtune.optimizers.am.AMAdamW`), before any state
+    """The beta of one tensor (see :class:`memtune.optimizers.am_adamw.AMAdamW`), before any state
     changes; ``first`` is 1 on the tensor's first step (beta = beta1_max), else 0.
 
     N is linear in its five inner products, so it is one sum of their per-element combination.

@@ -294,7 +294,7 @@ def builtin_optimizers() -> list[OptimizerSpec]:
         ),
         OptimizerSpec(
             name="am_sgd",
-            target="memtune.optimizers.am:AMSGD",
+            target="memtune.optimizers.am_sgd:AMSGD",
             options=opts.AMSGDOptions,
             summary="SGD with adaptive memory momentum (Topollai & Choromanska, arXiv 2510.04988)",
             defaults=MappingProxyType({"lr": 0.05, "lam": 0.1, "beta_max": 0.9}),
@@ -308,7 +308,7 @@ def builtin_optimizers() -> list[OptimizerSpec]:
         ),
         OptimizerSpec(
             name="am_adamw",
-            target="memtune.optimizers.am:AMAdamW",
+            target="memtune.optimizers.am_adamw:AMAdamW",
             options=opts.AMAdamWOptions,
             summary="AdamW with adaptive memory momentum, one beta per tensor (arXiv 2510.04988)",
             defaults=MappingProxyType({"lr": 1e-3, "lam": 0.1, "weight_decay": 1e-2}),
