@@ -487,47 +487,97 @@ def _compiled_am_adamw(
     coupling: str,
     fixed_beta: float | None,
 ) -> list[Tensor]:
+    """The compiled step: the first path that applies (each below, its own function)."""
+    steps = {float(step) for step in state_steps}  # CPU tensors: reading them is no sync
     if cpu_kernels.supports(params, grads, exp_avgs, exp_avg_sqs):
-        return _am_adamw_with_cpu_kernels(
-            params, grads, exp_avgs, exp_avg_sqs, beta_products, state_steps, prev_lrs,
-            lr=lr, beta1_max=beta1_max, beta2=beta2, eps=eps, lam=lam,
-            weight_decay=weight_decay, coupling=coupling, fixed_beta=fixed_beta,
-        )  # fmt: skip
+        path = _am_adamw_with_cpu_kernels
+    elif fixed_beta is None and len(steps) == 1 and len(set(prev_lrs)) == 1:
+        path = _am_adamw_in_group_graphs
+    else:
+        path = _am_adamw_per_tensor_graphs
+    return path(
+        params, grads, exp_avgs, exp_avg_sqs, beta_products, state_steps, prev_lrs,
+        lr=lr, beta1_max=beta1_max, beta2=beta2, eps=eps, lam=lam,
+        weight_decay=weight_decay, coupling=coupling, fixed_beta=fixed_beta,
+    )  # fmt: skip
+
+
+def _graph_scalars(like: Tensor, **values: float) -> list[Tensor]:
+    """The step's hyperparameters as the 0-d tensors the graphs take (memtune.optimizers.
+    compiled.SCALARS: one per name, so that a new value never recompiles a graph)."""
+    return [SCALARS(name, value, like) for name, value in values.items()]
+
+
+def _am_adamw_in_group_graphs(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    beta_products: list[Tensor],
+    state_steps: list[Tensor],
+    prev_lrs: list[float],
+    *,
+    lr: float,
+    beta1_max: float,
+    beta2: float,
+    eps: float,
+    lam: float,
+    weight_decay: float,
+    coupling: str,
+    fixed_beta: float | None,
+) -> list[Tensor]:
+    """The usual case off the C kernels, every tensor at the same step and lr: one beta graph
+    and one update graph for the group (a pair of calls per tensor costs more a step)."""
     like = params[0]
-    lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = (
-        SCALARS(name, value, like)
-        for name, value in (
-            ("lr", lr),
-            ("beta1", beta1_max),
-            ("beta2", beta2),
-            ("eps", eps),
-            ("lam", lam),
-            ("weight_decay", weight_decay),
-        )
+    lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = _graph_scalars(
+        like, lr=lr, beta1=beta1_max, beta2=beta2, eps=eps, lam=lam, weight_decay=weight_decay
     )
     static = dict(coupling=coupling, decayed=weight_decay != 0)
-    steps = {float(step) for step in state_steps}  # CPU tensors: reading them is no sync
-    if fixed_beta is None and len(steps) == 1 and len(set(prev_lrs)) == 1:
-        # The usual case, every tensor at the same step: one beta graph and one update graph
-        # for the group (a pair of calls per tensor cost ~40 us each).
-        k = steps.pop() + 1
-        for step in state_steps:
-            step += 1
-        bc2_sqrt = SCALARS("bias_correction2_sqrt", (1 - beta2**k) ** 0.5, like)
-        first = SCALARS("first", float(k == 1), like)
-        prev = SCALARS("prev_lr", prev_lrs[0], like)
-        tensors = [[flat(t) for t in ts] for ts in (params, grads, exp_avgs, exp_avg_sqs)]
-        group_betas = compiled("am_adamw_group_betas")(
-            *tensors, beta_products, first, prev, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t,
-            lam_t, wd_t, **static,
-        )  # fmt: skip
-        compiled("am_adamw_group_update")(
-            *tensors, beta_products, group_betas, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t,
-            lam_t, wd_t, **static,
-        )  # fmt: skip
-        betas = list(group_betas.unbind())
-        torch._foreach_mul_(beta_products, betas)
-        return betas
+    k = float(state_steps[0]) + 1
+    for step in state_steps:
+        step += 1
+    bc2_sqrt, first, prev = _graph_scalars(
+        like, bias_correction2_sqrt=(1 - beta2**k) ** 0.5, first=float(k == 1), prev_lr=prev_lrs[0]
+    )
+    tensors = [[flat(t) for t in ts] for ts in (params, grads, exp_avgs, exp_avg_sqs)]
+    group_betas = compiled("am_adamw_group_betas")(
+        *tensors, beta_products, first, prev, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t,
+        lam_t, wd_t, **static,
+    )  # fmt: skip
+    compiled("am_adamw_group_update")(
+        *tensors, beta_products, group_betas, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t,
+        lam_t, wd_t, **static,
+    )  # fmt: skip
+    betas = list(group_betas.unbind())
+    torch._foreach_mul_(beta_products, betas)
+    return betas
+
+
+def _am_adamw_per_tensor_graphs(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    beta_products: list[Tensor],
+    state_steps: list[Tensor],
+    prev_lrs: list[float],
+    *,
+    lr: float,
+    beta1_max: float,
+    beta2: float,
+    eps: float,
+    lam: float,
+    weight_decay: float,
+    coupling: str,
+    fixed_beta: float | None,
+) -> list[Tensor]:
+    """Tensors at different steps or lrs, or a fixed beta: a beta graph and an update graph
+    per tensor."""
+    like = params[0]
+    lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = _graph_scalars(
+        like, lr=lr, beta1=beta1_max, beta2=beta2, eps=eps, lam=lam, weight_decay=weight_decay
+    )
+    static = dict(coupling=coupling, decayed=weight_decay != 0)
     beta_of, update = compiled("am_adamw_beta"), compiled("am_adamw_update")
     betas = []
     for x, g, d, v, pi, step, prev_lr in zip(
@@ -535,30 +585,16 @@ def _compiled_am_adamw(
     ):
         step += 1  # a CPU tensor, as in torch's AdamW: reading it is no device sync
         k = float(step)
-        bc2_sqrt = SCALARS("bias_correction2_sqrt", (1 - beta2**k) ** 0.5, like)
+        (bc2_sqrt,) = _graph_scalars(like, bias_correction2_sqrt=(1 - beta2**k) ** 0.5)
         x, g, d, v = flat(x), flat(g), flat(d), flat(v)
         if fixed_beta is not None:
             beta = torch.full((), fixed_beta, dtype=x.dtype, device=x.device)
         else:
-            first = SCALARS("first", float(k == 1), like)
-            prev = SCALARS("prev_lr", prev_lr, like)
+            first, prev = _graph_scalars(like, first=float(k == 1), prev_lr=prev_lr)
             beta = beta_of(
-                x,
-                g,
-                d,
-                v,
-                pi,
-                first,
-                prev,
-                lr_t,
-                beta1_t,
-                beta2_t,
-                bc2_sqrt,
-                eps_t,
-                lam_t,
-                wd_t,
-                **static,
-            )
+                x, g, d, v, pi, first, prev, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t, lam_t,
+                wd_t, **static,
+            )  # fmt: skip
         update(x, g, d, v, pi, beta, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t, lam_t, wd_t, **static)
         pi.mul_(beta)
         betas.append(beta)
