@@ -26,9 +26,10 @@ from memtune.optimizers.registry import (
 )
 
 if TYPE_CHECKING:
+    from memtune.optimizers.adam_cg import AdamCG, adam_cg
+    from memtune.optimizers.adam_cm import AdamCM, adam_cm
     from memtune.optimizers.am_adamw import AMAdamW, am_adamw
     from memtune.optimizers.am_sgd import AMSGD, am_sgd
-    from memtune.optimizers.critical import AdamCG, AdamCM, adam_cg, adam_cm
     from memtune.optimizers.sam import SAM
 
 _LAZY = {
@@ -36,10 +37,10 @@ _LAZY = {
     "AMAdamW": "memtune.optimizers.am_adamw",
     "am_adamw": "memtune.optimizers.am_adamw",
     "am_sgd": "memtune.optimizers.am_sgd",
-    "AdamCG": "memtune.optimizers.critical",
-    "AdamCM": "memtune.optimizers.critical",
-    "adam_cg": "memtune.optimizers.critical",
-    "adam_cm": "memtune.optimizers.critical",
+    "AdamCG": "memtune.optimizers.adam_cg",
+    "AdamCM": "memtune.optimizers.adam_cm",
+    "adam_cg": "memtune.optimizers.adam_cg",
+    "adam_cm": "memtune.optimizers.adam_cm",
     "SAM": "memtune.optimizers.sam",
 }
 

@@ -324,7 +324,7 @@ def builtin_optimizers() -> list[OptimizerSpec]:
         ),
         OptimizerSpec(
             name="adam_cm",
-            target="memtune.optimizers.critical:AdamCM",
+            target="memtune.optimizers.adam_cm:AdamCM",
             options=opts.AdamCMOptions,
             summary="Adam with critical momenta (Malviya et al., TMLR 2024)",
             defaults=MappingProxyType({"lr": 1e-3, "topc": 5, "decay": 0.7}),
@@ -335,7 +335,7 @@ def builtin_optimizers() -> list[OptimizerSpec]:
         ),
         OptimizerSpec(
             name="adam_cg",
-            target="memtune.optimizers.critical:AdamCG",
+            target="memtune.optimizers.adam_cg:AdamCG",
             options=opts.AdamCGOptions,
             summary="Adam with critical gradients (McRae et al., ICLR 2022)",
             defaults=MappingProxyType({"lr": 1e-3, "topc": 10, "decay": 0.7}),
