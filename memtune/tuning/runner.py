@@ -17,16 +17,14 @@ state.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,14 +47,16 @@ from memtune.studies.records import (
 )
 from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
+
+# Tune's pickles of a study in flight name the callbacks here: imported under the same names.
+from memtune.tuning.callbacks import LIVE, _CancelStopper, _Recorder
 from memtune.tuning.cluster import ray_cluster
+from memtune.tuning.launch import pending_trials, trial_workers_without_runtime_env
+from memtune.tuning.preemption import node_losses_apart
 from memtune.tuning.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
 from memtune.tuning.sinks import ResultsSink
 from memtune.tuning.tracking import Trackers, trackers_for
 from memtune.tuning.trainable import (
-    EARLIER_EPOCHS,
-    SHUTDOWN_NOTICE,
-    hyperparameters_of,
     train_trial,
 )
 
@@ -77,147 +77,6 @@ class StorageError(RuntimeError):
 
 
 EXPERIMENT = "study"  # the Tune experiment's name under the study's storage prefix
-
-
-# The runners driving a Tune experiment in this process, by experiment path.
-_LIVE: dict[str, StudyRunner] = {}
-
-
-class _DriverOnly:
-    """Callbacks that live in the driver. Tune pickles its whole state (``tuner.pkl``, which
-    ``Tuner.restore`` reads back); what these hold (a sink with a database engine) stays out
-    of it: they keep the experiment's path and find the runner driving it by that, so that the
-    callbacks a restore unpickles talk to the runner that resumed the study."""
-
-    def __init__(self, runner: StudyRunner) -> None:
-        self.key = runner.experiment_key
-
-    @property
-    def runner(self) -> StudyRunner:
-        return _LIVE[self.key]
-
-    def __getstate__(self) -> dict:
-        return {"key": self.key}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-
-class _CancelStopper(_DriverOnly, tune.Stopper):
-    POLL_S = 1.0
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return self.stop_all()
-
-    def stop_all(self) -> bool:
-        runner = self.runner
-        if runner.bad_input is not None:  # a task from code that cannot run: stop at once
-            return True
-        if not runner.cancelled and time.monotonic() - runner.last_cancel_poll >= self.POLL_S:
-            runner.last_cancel_poll = time.monotonic()
-            runner.cancelled = runner.sink.cancel_requested()
-        return runner.cancelled
-
-
-class _Recorder(_DriverOnly, tune.Callback):
-    """Turns Tune's trial events into TrialRecords and hands them to the sink (driver side)."""
-
-    def _record(self, trial: Any) -> TrialRecord:
-        return self.runner.records[trial.trial_id]
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.runner.records:  # restarted after a failure: same record
-            return
-        plan: TrialPlan = trial.config["run"]
-        record = TrialRecord(
-            trial_id=trial.trial_id,
-            arm=plan.arm,
-            phase=plan.phase,
-            seed=plan.seed,
-            config=hyperparameters_of(trial.config),
-            repeat=plan.repeat,
-        )
-        self.runner.records[trial.trial_id] = record
-        self.runner.sink.trial_started(record)
-
-    def on_trial_result(
-        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
-    ) -> None:
-        record = self._record(trial)
-        evaluated = self.runner.spec.task_spec.evaluated
-        # One report may carry several epochs (memtune.tuning.trainable: EARLIER_EPOCHS).
-        epochs = [
-            EpochResult.from_dict(data, evaluated)
-            for data in [*result.get(EARLIER_EPOCHS, ()), result]
-        ]
-        if self.runner.spec.from_code:
-            self.runner.check_code_metrics(record, trial.config["run"], epochs)
-        # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
-        record.epochs = [e for e in record.epochs if e.epoch < epochs[0].epoch] + epochs
-        for epoch in epochs:
-            if epoch.diverged:
-                record.state = TrialState.DIVERGED
-            self.runner.sink.epoch_reported(record, epoch)
-        self.runner.progress(self.runner)
-
-    def on_checkpoint(
-        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
-    ) -> None:
-        self.runner.sink.trial_checkpointed(self._record(trial))
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.runner.sink.between_steps()
-
-    def get_state(self) -> None:
-        # Tune asks its callbacks for their state while it saves the experiment's snapshot,
-        # before the snapshot reaches the experiment's storage (a resume reads it from
-        # there): the one hook that precedes every snapshot. Nothing of the state is kept.
-        self.runner.sink.before_snapshot()
-        return None
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = self._record(trial)
-        record.attempt += 1  # it restarts from its last checkpoint
-        if self.runner.lost_nodes.pop(trial.trial_id, False):
-            record.node_losses += 1  # not the trial's failure (see _node_losses_apart)
-        record.state = TrialState.RUNNING
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = self._record(trial)
-        if record.state != TrialState.DIVERGED:
-            ran_all = len(record.epochs) >= trial.config["run"].epochs
-            record.state = TrialState.COMPLETED if ran_all else TrialState.STOPPED
-        self._finish(record)
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = self._record(trial)
-        record.state = TrialState.ERROR
-        record.traceback = _error_text(trial)
-        lines = [line for line in record.traceback.splitlines() if line.strip()]
-        record.error = lines[-1] if lines else "the trial failed"
-        # memtune.studies.code.CodeError, as Tune wrote it: a task from code that cannot run
-        # (its builder raised or returned no TaskRun, evaluate lacks a declared metric) would
-        # fail every trial, so the study stops with the field named.
-        named = re.search(r"CodeError: (\w+): (.*)$", record.error)
-        if named and self.runner.bad_input is None:
-            self.runner.bad_input = SpecError(
-                named[1], f"{named[2]} (trial {record.trial_id} holds the traceback)"
-            )
-        self._finish(record)
-
-    def _finish(self, record: TrialRecord) -> None:
-        self.runner.sink.trial_finished(record)
-        self.runner.progress(self.runner)
-
-
-def _error_text(trial: Any) -> str:
-    """The trial's error as Tune wrote it (the traceback)."""
-    path = getattr(trial, "error_file", None)
-    try:
-        text = Path(path).read_text() if path else ""
-    except OSError:
-        text = ""
-    return text.strip() or "the trial failed"
 
 
 @dataclass(frozen=True)
@@ -429,7 +288,7 @@ class StudyRunner:
 
     def run(self) -> Verdict:
         storage = self.experiment_path or tempfile.mkdtemp(prefix="memtune-study-")
-        _LIVE[self.experiment_key] = self
+        LIVE[self.experiment_key] = self
         try:
             root = self._code_root()
             with ray_cluster(runtime_env=self._runtime_env(root)):
@@ -441,9 +300,9 @@ class StudyRunner:
                     resumed = self.resume and self.can_resume(storage)
                     tuner = self._restored(storage) if resumed else self._tuner(storage)
                     with (
-                        _pending_trials(self._slots()),
-                        _trial_workers_without_runtime_env(),
-                        _node_losses_apart(self),
+                        pending_trials(self._slots()),
+                        trial_workers_without_runtime_env(),
+                        node_losses_apart(self),
                     ):
                         tuner.fit()
                     if self.bad_input is not None:
@@ -470,7 +329,7 @@ class StudyRunner:
                 self.sink.study_finished(verdict)
                 return verdict
         finally:
-            del _LIVE[self.experiment_key]
+            del LIVE[self.experiment_key]
             if self.experiment_path is None:
                 shutil.rmtree(storage, ignore_errors=True)
 
@@ -665,119 +524,6 @@ class StudyRunner:
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
             ),
         )
-
-
-@contextlib.contextmanager
-def _pending_trials(slots: int) -> Iterator[None]:
-    """Lets Tune start up to ``slots`` trials at once while none has started yet.
-
-    With a searcher of its own (StudySearcher) and no concurrency limit, Tune keeps at most one
-    trial pending, so each new trial actor (a process that imports torch and builds its task,
-    seconds) waits for the one before to be running: a study's first round of trials started
-    one after the other (bench/study_overhead.py). Tune reads the limit from this variable when
-    its controller starts, inside ``fit()``; a value the operator set is kept.
-    """
-    if "TUNE_MAX_PENDING_TRIALS_PG" in os.environ:
-        yield
-        return
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(slots)
-    try:
-        yield
-    finally:
-        del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
-
-
-@contextlib.contextmanager
-def _trial_workers_without_runtime_env() -> Iterator[None]:
-    """Starts the trial actors of ``fit()`` without the runtime env Tune gives them by default.
-
-    Tune sets ``PL_DISABLE_FORK=1`` in every trial actor's runtime env, for PyTorch Lightning
-    (ray-project/ray#28197), which memtune does not use. Any runtime env makes Ray start the
-    actor's worker through ``setup_worker.py``: one more Python process that imports part of
-    Ray before it execs the worker, on the critical path of every study's
-    start; and it keeps the workers Ray prestarts for the job (no runtime env) from hosting
-    trials. The variables Tune propagates from the driver (AWS credentials for ``s3://``
-    storage, Ray Train's settings) still travel: a study that needs them pays the extra start.
-    """
-    from ray.tune.execution import class_cache
-
-    dropped = class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
-    try:
-        yield
-    finally:
-        if dropped is not None:
-            class_cache.DEFAULT_ENV_VARS["PL_DISABLE_FORK"] = dropped
-
-
-# How long a trial's failure waits for Ray to mark its node dead: the actor's death reaches
-# Tune at once, the node's only after the GCS's health checks have failed (by default 5
-# checks 3 s apart, and later on a loaded machine). The wait holds Tune's loop only when an
-# actor died, and is cut short as soon as the node is seen dead.
-NODE_DEATH_WAIT_S = 30.0
-
-
-def _lost_its_node(trial: Any, error: Any) -> bool:
-    """Whether a trial failed because the Ray node it ran on died or is going: its actor died
-    (not an exception of the trial's own code) and either its last report said it left on the
-    node's shutdown notice, or the node it last reported from is dead. An actor killed on a
-    live node (out of memory, a crash in native code) is the trial's failure."""
-    from ray.exceptions import RayActorError, RayTaskError
-
-    if isinstance(error, RayTaskError):
-        error = error.as_instanceof_cause()
-    if not isinstance(error, RayActorError):
-        return False  # the trainable raised: its own failure
-    if (trial.last_result or {}).get(SHUTDOWN_NOTICE):
-        return True  # it checkpointed and left as the notice asked; the node goes soon
-    node = (trial.last_result or {}).get("node_id")
-    if not node:
-        return False  # died before its first report: nothing to resume anyway
-    deadline = time.monotonic() + NODE_DEATH_WAIT_S
-    while True:
-        states = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
-        if not states.get(node, False):
-            return True
-        if time.monotonic() > deadline:
-            log.warning(
-                "trial %s: its actor died on node %s, which Ray still sees alive after %.0f s: "
-                "counted as the trial's own failure",
-                trial.trial_id,
-                node,
-                NODE_DEATH_WAIT_S,
-            )
-            return False
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def _node_losses_apart(runner: StudyRunner) -> Iterator[None]:
-    """A trial that lost its node does not spend its failure budget (``max_failures``).
-
-    Tune counts every failure except an actor the autoscaler drained for preemption
-    (``RayActorError.preempted``), and decides whether to restart the trial right after
-    ``Trial.handle_error``, with no hook in between; this wraps that method (Ray is pinned,
-    2.60.0) to take back the count of a node loss, up to the study's ``max_node_losses``.
-    Past that limit node losses count as failures again: a cluster that loses nodes without
-    end must not keep a study running forever."""
-    from ray.tune.experiment import Trial
-
-    original = Trial.handle_error
-
-    def handle_error(trial: Any, exc: Any = None) -> None:
-        counted = trial.run_metadata.num_failures
-        lost = exc is not None and _lost_its_node(trial, exc)
-        original(trial, exc)
-        if lost and runner.node_losses < runner.max_node_losses:
-            runner.node_losses += 1
-            runner.lost_nodes[trial.trial_id] = True
-            trial.run_metadata.num_failures = counted  # Tune's count taken back
-            log.warning("trial %s lost its node; it resumes from its checkpoint", trial.trial_id)
-
-    Trial.handle_error = handle_error
-    try:
-        yield
-    finally:
-        Trial.handle_error = original
 
 
 def run_study(spec: StudySpec, sink: ResultsSink | None = None, **kwargs: Any) -> Verdict:

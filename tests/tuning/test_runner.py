@@ -17,7 +17,8 @@ from memtune.studies import stats
 from memtune.studies.spec import SpecError, load_spec, parse_spec
 from memtune.studies.verdict import decide
 from memtune.tuning.cluster import node_inventory, ray_cluster
-from memtune.tuning.runner import StudyCancelled, StudyRunner, _pending_trials
+from memtune.tuning.launch import pending_trials
+from memtune.tuning.runner import StudyCancelled, StudyRunner
 from memtune.tuning.sinks import JsonFileSink, ResultsSink
 from tests.tuning.flaky import crash_once_after_two_epochs, log_environment, log_reports
 
@@ -99,7 +100,7 @@ def test_two_arm_study_searches_reruns_seeds_and_gives_a_verdict(tmp_path, monke
 
 def test_an_operators_own_pending_trial_limit_is_kept(monkeypatch):
     monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "7")
-    with _pending_trials(2):
+    with pending_trials(2):
         assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"
     assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"
 
@@ -366,25 +367,25 @@ def test_only_a_dead_node_makes_an_actors_death_a_node_loss(monkeypatch):
 
     from ray.exceptions import ActorDiedError, RayTaskError
 
-    from memtune.tuning import runner
+    from memtune.tuning import preemption
 
-    monkeypatch.setattr(runner, "NODE_DEATH_WAIT_S", 0.3)
+    monkeypatch.setattr(preemption, "NODE_DEATH_WAIT_S", 0.3)
     nodes = [{"NodeID": "alive", "Alive": True}, {"NodeID": "gone", "Alive": False}]
-    monkeypatch.setattr(runner.ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(preemption.ray, "nodes", lambda: nodes)
 
     def trial(node: str | None) -> SimpleNamespace:
         return SimpleNamespace(trial_id="t1", last_result={"node_id": node} if node else {})
 
     died = ActorDiedError()
-    assert runner._lost_its_node(trial("gone"), died)
+    assert preemption.lost_its_node(trial("gone"), died)
     # The actor died on a node that lives on (killed for memory, a native crash): its own.
-    assert not runner._lost_its_node(trial("alive"), died)
+    assert not preemption.lost_its_node(trial("alive"), died)
     # The trial's own exception is never a node loss, whatever its node.
     raised = RayTaskError("train", "Traceback ...", ValueError("bad"))
-    assert not runner._lost_its_node(trial("gone"), raised)
-    assert not runner._lost_its_node(trial(None), died)  # no report yet: unknown, counted
+    assert not preemption.lost_its_node(trial("gone"), raised)
+    assert not preemption.lost_its_node(trial(None), died)  # no report yet: unknown, counted
     # It left on its node's shutdown notice: a preemption at once, the node still up.
     noticed = trial("alive")
-    noticed.last_result[runner.SHUTDOWN_NOTICE] = True
-    assert runner._lost_its_node(noticed, died)
-    assert not runner._lost_its_node(noticed, raised)  # but never its own exception
+    noticed.last_result[preemption.SHUTDOWN_NOTICE] = True
+    assert preemption.lost_its_node(noticed, died)
+    assert not preemption.lost_its_node(noticed, raised)  # but never its own exception

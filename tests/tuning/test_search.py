@@ -247,3 +247,23 @@ def test_the_old_package_name_is_the_new_modules_and_imports_nothing_heavy():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_callbacks_an_old_experiment_pickled_in_the_runner_still_load():
+    """The runner's Tune callbacks moved to memtune.tuning.callbacks; an experiment pickled
+    before names them memtune.workers.runner._Recorder and _CancelStopper."""
+    import pickle
+
+    from memtune.tuning.callbacks import _CancelStopper, _Recorder
+
+    for cls in (_Recorder, _CancelStopper):
+        callback = cls.__new__(cls)
+        callback.__setstate__({"key": "/runs/study-1/study"})
+        written = pickle.dumps(callback, protocol=0)
+        old = written.replace(
+            f"memtune.tuning.callbacks\n{cls.__name__}".encode(),
+            f"memtune.workers.runner\n{cls.__name__}".encode(),
+        )
+        assert old != written
+        loaded = pickle.loads(old)
+        assert type(loaded) is cls and loaded.key == "/runs/study-1/study"
