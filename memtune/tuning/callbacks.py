@@ -9,9 +9,10 @@ at ``memtune.tuning.runner``, where they are imported too.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,7 +23,7 @@ from memtune.studies.spec import SpecError, StudySpec
 from memtune.tuning.sinks import ResultsSink
 from memtune.tuning.trainable import EARLIER_EPOCHS, hyperparameters_of
 
-__all__ = ["LIVE", "DrivenStudy"]
+__all__ = ["LIVE", "DrivenStudy", "store_before_snapshots"]
 
 
 class DrivenStudy(Protocol):
@@ -90,7 +91,10 @@ class _Recorder(_DriverOnly, tune.Callback):
         return self.runner.records[trial.trial_id]
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.runner.records:  # restarted after a failure: same record
+        known = self.runner.records.get(trial.trial_id)
+        if known is not None:  # restarted after a failure, or resumed: the same record
+            if known.state.ended:  # it ended after the snapshot a resume started from
+                known.state = TrialState.RUNNING  # runs again, to the same values
             return
         plan: TrialPlan = trial.config["run"]
         record = TrialRecord(
@@ -131,13 +135,6 @@ class _Recorder(_DriverOnly, tune.Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self.runner.sink.between_steps()
-
-    def get_state(self) -> None:
-        # Tune asks its callbacks for their state while it saves the experiment's snapshot,
-        # before the snapshot reaches the experiment's storage (a resume reads it from
-        # there): the one hook that precedes every snapshot. Nothing of the state is kept.
-        self.runner.sink.before_snapshot()
-        return None
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record(trial)
@@ -182,3 +179,30 @@ def _error_text(trial: Any) -> str:
     except OSError:
         text = ""
     return text.strip() or "the trial failed"
+
+
+@contextlib.contextmanager
+def store_before_snapshots(runner: DrivenStudy) -> Iterator[None]:
+    """While it holds, the study's sink writes what it buffers before Tune writes any file of
+    an experiment snapshot (the snapshot a resume starts from: trials it holds as ended are
+    not run again), so that the store is never behind it.
+
+    Tune saves a snapshot in ``TuneController.save_to_dir``, on every path (periodic, forced by
+    a checkpoint, the last one of ``fit()``), and copies the files to the experiment's storage
+    in the background, where a copy still running may already read the new state file: a hook
+    inside the save (a callback's ``get_state``, called after that file is written) would come
+    too late. Ray is pinned (2.60.0), so this method is fixed; one ``fit()`` runs per process.
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    original = TuneController.save_to_dir
+
+    def save_to_dir(controller: Any) -> None:
+        runner.sink.before_snapshot()
+        original(controller)
+
+    TuneController.save_to_dir = save_to_dir  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TuneController.save_to_dir = original  # type: ignore[method-assign]

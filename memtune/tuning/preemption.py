@@ -45,8 +45,9 @@ def lost_its_node(trial: Any, error: Any) -> bool:
         error = error.as_instanceof_cause()
     if not isinstance(error, RayActorError):
         return False  # the trainable raised: its own failure
-    if (trial.last_result or {}).get(SHUTDOWN_NOTICE):
-        return True  # it checkpointed and left as the notice asked; the node goes soon
+    noticed_by = (trial.last_result or {}).get(SHUTDOWN_NOTICE)
+    if noticed_by is not None and noticed_by == error.actor_id:
+        return True  # this actor checkpointed and left as the notice asked; the node goes soon
     node = (trial.last_result or {}).get("node_id")
     if not node:
         return False  # died before its first report: nothing to resume anyway

@@ -49,7 +49,7 @@ from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
 
 # Tune's pickles of a study in flight name the callbacks here: imported under the same names.
-from memtune.tuning.callbacks import LIVE, _CancelStopper, _Recorder
+from memtune.tuning.callbacks import LIVE, _CancelStopper, _Recorder, store_before_snapshots
 from memtune.tuning.cluster import ray_cluster
 from memtune.tuning.launch import pending_trials, trial_workers_without_runtime_env
 from memtune.tuning.preemption import node_losses_apart
@@ -303,6 +303,7 @@ class StudyRunner:
                         pending_trials(self._slots()),
                         trial_workers_without_runtime_env(),
                         node_losses_apart(self),
+                        store_before_snapshots(self),
                     ):
                         tuner.fit()
                     if self.bad_input is not None:

@@ -55,8 +55,10 @@ CHECKPOINT_EVERY_S = float(os.environ.get("MEMTUNE_CHECKPOINT_EVERY_S", "10"))
 # next report. MEMTUNE_REPORT_EVERY_S=0 reports every epoch by itself.
 REPORT_EVERY_S = float(os.environ.get("MEMTUNE_REPORT_EVERY_S", "2"))
 EARLIER_EPOCHS = "memtune_earlier_epochs"
-# In the report a trial makes before it leaves on a shutdown notice: the driver then knows its
-# actor's death for a preemption at once, without waiting for the node to be seen dead.
+# In the report a trial makes before it leaves on a shutdown notice, the id of the actor that
+# leaves: the driver then knows that actor's death for a preemption at once, without waiting
+# for the node to be seen dead (and a later actor's death, after a restart from the checkpoint
+# that carries it, is judged on its own).
 SHUTDOWN_NOTICE = "memtune_shutdown_notice"
 
 
@@ -186,7 +188,7 @@ def _train(plan: TrialPlan, training: TrialTraining, node_id: str) -> None:
             continue
         metrics = {**result.as_dict(), EARLIER_EPOCHS: earlier}
         if notice:
-            metrics[SHUTDOWN_NOTICE] = True
+            metrics[SHUTDOWN_NOTICE] = ray.get_runtime_context().get_actor_id()
         earlier, reported = [], now
         if not checkpoint_due:
             tune.report(metrics)

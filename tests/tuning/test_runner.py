@@ -384,8 +384,59 @@ def test_only_a_dead_node_makes_an_actors_death_a_node_loss(monkeypatch):
     raised = RayTaskError("train", "Traceback ...", ValueError("bad"))
     assert not preemption.lost_its_node(trial("gone"), raised)
     assert not preemption.lost_its_node(trial(None), died)  # no report yet: unknown, counted
-    # It left on its node's shutdown notice: a preemption at once, the node still up.
+    # Its actor left on the node's shutdown notice: a preemption at once, the node still up.
     noticed = trial("alive")
-    noticed.last_result[preemption.SHUTDOWN_NOTICE] = True
-    assert preemption.lost_its_node(noticed, died)
+    noticed.last_result[preemption.SHUTDOWN_NOTICE] = "a1"
+    left = ActorDiedError()
+    left.actor_id = "a1"
+    assert preemption.lost_its_node(noticed, left)
     assert not preemption.lost_its_node(noticed, raised)  # but never its own exception
+    # Restarted from the checkpoint that carries the notice, a later actor that dies on a live
+    # node is judged on its own: the notice was another actor's.
+    later = ActorDiedError()
+    later.actor_id = "a2"
+    assert not preemption.lost_its_node(noticed, later)
+
+
+def test_the_store_is_written_before_tune_writes_any_file_of_a_snapshot(monkeypatch):
+    """Tune writes a snapshot's state file before it asks its callbacks for their state, and a
+    copy to storage still running may read it: the sink is flushed before save_to_dir."""
+    from types import SimpleNamespace
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    from memtune.tuning.callbacks import store_before_snapshots
+
+    order: list[str] = []
+    monkeypatch.setattr(TuneController, "save_to_dir", lambda controller: order.append("save"))
+    saved = TuneController.save_to_dir
+    sink = SimpleNamespace(before_snapshot=lambda: order.append("flush"))
+    with store_before_snapshots(SimpleNamespace(sink=sink)):
+        TuneController.save_to_dir(object())
+        TuneController.save_to_dir(object())
+    assert order == ["flush", "save", "flush", "save"]
+    assert TuneController.save_to_dir is saved  # Tune's own again after the study
+
+
+def test_a_finished_trial_that_a_resume_runs_again_is_running_again():
+    """A trial that ended after the snapshot a resume starts from runs again (no checkpoint
+    follows a last epoch): its stored record must not read "completed" with partial epochs."""
+    from types import SimpleNamespace
+
+    from memtune.studies.records import Phase, TrialRecord, TrialState
+    from memtune.tuning.callbacks import LIVE, _Recorder
+
+    record = TrialRecord(trial_id="t1", arm="sgd", phase=Phase.SEARCH, seed=0, config={})
+    record.state = TrialState.COMPLETED
+    started: list[str] = []
+    runner = SimpleNamespace(
+        experiment_key="k",
+        records={"t1": record},
+        sink=SimpleNamespace(trial_started=started.append),
+    )
+    LIVE["k"] = runner
+    try:
+        _Recorder(runner).on_trial_start(0, [], SimpleNamespace(trial_id="t1"))
+    finally:
+        del LIVE["k"]
+    assert record.state == TrialState.RUNNING and started == []
