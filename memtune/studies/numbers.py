@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from memtune.studies.nonfinite import json_float
+
 __all__ = ["as_number", "format_number", "format_p"]
 
 _NON_FINITE = ("inf", "-inf", "nan", "Infinity", "-Infinity", "NaN")
@@ -31,10 +33,8 @@ def format_number(value: Any, digits: int = 4) -> str:
     number = as_number(value)
     if number is None:
         return "-"
-    if math.isnan(number):
-        return "nan"
-    if math.isinf(number):
-        return "inf" if number > 0 else "-inf"
+    if not math.isfinite(number):
+        return str(json_float(number))  # the names memtune writes everywhere
     return f"{number:.{digits}g}"
 
 
