@@ -305,7 +305,10 @@ class StudyRunner:
                         node_losses_apart(self),
                         store_before_snapshots(self),
                     ):
+                        fit_started = time.monotonic()
                         tuner.fit()
+                    if self._time_limit_passed(fit_started):
+                        self._stop_unended()
                     if self.bad_input is not None:
                         raise self.bad_input
                     if self.cancelled:
@@ -333,6 +336,23 @@ class StudyRunner:
             del LIVE[self.experiment_key]
             if self.experiment_path is None:
                 shutil.rmtree(storage, ignore_errors=True)
+
+    def _time_limit_passed(self, since: float) -> bool:
+        """Whether ``budget.time_limit_s`` has run out since ``since`` (fit()'s start). Tune's
+        own clock for it starts later (its first check), so a fit() its limit ended always
+        reads as passed here, and a Ctrl-C before the limit never does."""
+        limit = self.spec.budget.time_limit_s
+        return limit is not None and time.monotonic() - since >= limit
+
+    def _stop_unended(self) -> None:
+        """The time limit ended fit(): Tune stops the trials still running without telling
+        the callbacks. Each is STOPPED (it did not run every epoch), so the verdict counts it
+        as cut short: a seed run so ended leaves its search without a score, and only the
+        searches both arms finished are compared."""
+        for record in self.records.values():
+            if not record.state.ended:
+                record.state = TrialState.STOPPED
+                self.sink.trial_finished(record)
 
     def _interrupted(self) -> bool:
         """After fit(): a trial still running, or (this process's searcher, no time limit)

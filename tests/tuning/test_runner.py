@@ -20,6 +20,7 @@ from memtune.tuning.cluster import node_inventory, ray_cluster
 from memtune.tuning.launch import pending_trials
 from memtune.tuning.runner import StudyCancelled, StudyRunner
 from memtune.tuning.sinks import JsonFileSink, ResultsSink
+from tests.tuning.recording import KeptTrials
 from tests.tuning.flaky import crash_once_after_two_epochs, log_environment, log_reports
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -219,6 +220,25 @@ def test_cancel_stops_the_running_trials():
     print("epochs stored per trial when the cancel took effect:", epochs)
     assert epochs and all(n < 20_000 for n in epochs)
     assert not any(r.phase == "seed" for r in runner.records.values())
+
+
+def test_a_time_limit_ends_the_study_with_a_verdict_of_what_finished():
+    """Tune's time budget stops the running trials without telling the callbacks: their
+    records stayed running, and the runner took the study for one Ctrl-C interrupted."""
+    sink = KeptTrials()
+    spec = _spec(
+        budget={"searches": 2, "trials_per_search": 2, "epochs": 20_000, "time_limit_s": 6.0}
+    )
+    verdict = StudyRunner(spec, sink).run()
+    states = sorted(r.state for r in sink.records.values())
+    print("trial states at the time limit:", states)
+    assert sink.records and "stopped" in states and sink.failed is None
+    assert all(r.state.ended for r in sink.records.values())
+    # 20,000 smoke epochs outlast the limit: no search got its seed re-runs, so none has a
+    # score, nothing is compared, and the verdict says why.
+    assert all(s.score is None for arm in verdict.arms for s in arm.searches)
+    assert verdict.comparisons and all(c.p_value is None for c in verdict.comparisons)
+    assert sum("searches have no score" in w for w in verdict.warnings) == 2
 
 
 def test_gpu_requested_on_a_cluster_without_one_names_the_field():

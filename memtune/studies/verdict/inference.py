@@ -37,7 +37,8 @@ RULES = (
     "searches nothing has one config, which its seeds re-run even when its search trial "
     "diverged).",
     "Per arm against the baseline, over the search scores of each (the searches both arms "
-    f"finished): 'better' / 'worse' when the Holm-adjusted two-sided exact rank-sum p is below "
+    "finished, in their order within the arm; a time limit stops the trials still running "
+    f"and leaves their searches without a score): 'better' / 'worse' when the Holm-adjusted two-sided exact rank-sum p is below "
     f"{ALPHA} and the Hodges-Lehmann interval of the shift (at least 95%) lies on the same "
     "side of 0. A label says what it holds for: the optimizer, as tuned by searches of this "
     "budget.",
@@ -362,6 +363,13 @@ def build_verdict(spec: StudySpec, records: Iterable[TrialRecord]) -> Verdict:
         for a in arms
         if any(s.set_aside for s in a.searches)
     ]
+    # A time limit, or a verdict read while the study runs, leaves searches without a score.
+    unscored = [
+        f"{a.arm}: {missing} of {len(a.counted)} searches have no score (cut short by the "
+        "time limit, or still running); only the searches both arms finished are compared"
+        for a in arms
+        if (missing := sum(s.score is None for s in a.counted))
+    ]
     return Verdict(
         study=spec.name,
         task=spec.task,
@@ -379,7 +387,7 @@ def build_verdict(spec: StudySpec, records: Iterable[TrialRecord]) -> Verdict:
         target=target,
         target_source=target_source,
         rules=list(RULES),
-        warnings=[*spec.warnings, *set_aside]
+        warnings=[*spec.warnings, *set_aside, *unscored]
         + [f"{a.arm}: {a.edge_note}" for a in arms if a.edge_note],
         provenance=provenance(spec, records),
     )
