@@ -20,8 +20,8 @@ from memtune.tuning.cluster import node_inventory, ray_cluster
 from memtune.tuning.launch import pending_trials
 from memtune.tuning.runner import StudyCancelled, StudyRunner
 from memtune.tuning.sinks import JsonFileSink, ResultsSink
-from tests.tuning.recording import KeptTrials
 from tests.tuning.flaky import crash_once_after_two_epochs, log_environment, log_reports
+from tests.tuning.recording import KeptTrials
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
 
