@@ -42,7 +42,7 @@ from memtune.optimizers._base import (
     evaluate_closure,
     keep_implementation_on_load,
 )
-from memtune.optimizers.compiled import IMPLS, SCALARS, compiled, flat, resolve_impl
+from memtune.optimizers.compiled import IMPLS, resolve_impl
 
 
 @dataclass
@@ -174,6 +174,25 @@ def _host_slots(
     return [choose(k, r) for k, r in zip(critical_keys, priorities, strict=True)], priorities
 
 
+def _step_slots(
+    critical_keys: list[Tensor],
+    grads: list[Tensor],
+    synced: bool,
+    *,
+    topc: int,
+    compiled_tensors: tuple[list[Tensor], ...] | None = None,
+) -> tuple[list[_Slot] | None, list[Tensor] | list[float] | None]:
+    """This step's slots and priorities, ``(None, None)`` without a buffer. For the compiled
+    step (``compiled_tensors``: the lists it runs on) they are decided on the host, in numbers,
+    where the CPU kernels take those (:func:`_host_slots`); else as 0-d tensors on the device."""
+    if topc == 0:
+        return None, None
+    if compiled_tensors is not None and _on_cpu_kernels(*compiled_tensors):
+        return _host_slots(critical_keys, grads, synced)
+    priorities = _priorities(grads, synced, compiled_step=compiled_tensors is not None)
+    return _slots(critical_keys, priorities, synced), priorities
+
+
 class _PriorityBufferAdam(Optimizer):
     """The shared plumbing of Adam+CM and Adam+CG: argument checks, lazy state, the step loop."""
 
@@ -284,6 +303,17 @@ def _count_step(
     return step_sizes, bias_corrections2_sqrt
 
 
+def _lerp_moments(
+    exp_avgs: list[Tensor], values: list[Tensor], weight: float, *, foreach: bool
+) -> None:
+    """m <- m + weight (value - m) for each tensor: Adam's first moment of g (Adam+CM) or u."""
+    if foreach:
+        torch._foreach_lerp_(exp_avgs, values, weight)
+        return
+    for m, value in zip(exp_avgs, values, strict=True):
+        m.lerp_(value, weight)
+
+
 def _adam_update(
     params: list[Tensor],
     directions: list[Tensor],
@@ -295,9 +325,12 @@ def _adam_update(
     beta2: float,
     eps: float,
     foreach: bool,
+    moves: list[Tensor] | None = None,
 ) -> None:
     """k <- k + 1;  v <- beta2 v + (1 - beta2) u^2;
-    x <- x - lr / (1 - beta1^k) * u / (sqrt(v) / sqrt(1 - beta2^k) + eps)."""
+    x <- x - lr / (1 - beta1^k) * w / (sqrt(v) / sqrt(1 - beta2^k) + eps), where w is u
+    (Adam+CM) or the ``moves`` given (Adam+CG: its first moment m)."""
+    moves = directions if moves is None else moves
     step_sizes, bias_corrections2_sqrt = _count_step(state_steps, lr=lr, beta1=beta1, beta2=beta2)
     if foreach:
         torch._foreach_mul_(exp_avg_sqs, beta2)
@@ -305,174 +338,16 @@ def _adam_update(
         denominators = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denominators, bias_corrections2_sqrt)
         torch._foreach_add_(denominators, eps)
-        torch._foreach_addcdiv_(params, directions, denominators, step_sizes)
+        torch._foreach_addcdiv_(params, moves, denominators, step_sizes)
         return
-    for x, u, v, step_size, bc2_sqrt in zip(
-        params, directions, exp_avg_sqs, step_sizes, bias_corrections2_sqrt, strict=True
+    for x, u, w, v, step_size, bc2_sqrt in zip(
+        params, directions, moves, exp_avg_sqs, step_sizes, bias_corrections2_sqrt, strict=True
     ):
         v.mul_(beta2).addcmul_(u, u, value=1 - beta2)
-        x.addcdiv_(u, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)
-
-
-def _flat_buffer(buffer: Tensor) -> Tensor:
-    return flat(buffer, leading=buffer.shape[0])
+        x.addcdiv_(w, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)
 
 
 def _on_cpu_kernels(*groups: list[Tensor]) -> bool:
     """Whether the compiled step of these tensors runs on the CPU kernels (empty lists, the
     buffers of topc = 0, take no part)."""
     return cpu_kernels.supports(*(group for group in groups if group))
-
-
-def _slot_arguments(
-    slot: _Slot | None, like: Tensor
-) -> tuple[Tensor | None, Tensor | None, Tensor | None, bool | None]:
-    """(index, replace, count, write) as the compiled cores take them. On CPU the host reads
-    the decision for free, and ``write=False`` leaves a kept buffer untouched; on CUDA
-    ``None`` decides on the device."""
-    if slot is None:
-        return None, None, None, None
-    write = None if like.is_cuda or bool(slot.replace) else False
-    return slot.index, slot.replace, slot.count_before, write
-
-
-def _compiled_buffer_adam(
-    optimizer: str,
-    indices: list[int],
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    critical_buffers: list[Tensor],
-    critical_sums: list[Tensor],
-    slots: list[_Slot] | None,
-    state_steps: list[Tensor],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-) -> None:
-    """Runs a compiled Adam+CM or Adam+CG core (memtune.optimizers.compiled; ``optimizer`` is
-    adam_cm or adam_cg) on the tensors at ``indices``: the slot write, the moments and the move of x,
-    in one graph for them all when they share their step and slot (the usual case: a pair
-    of calls per tensor cost ~40 us each), else in one graph per tensor."""
-    tensors = [params, grads, exp_avgs, exp_avg_sqs]
-    if slots is not None:  # the kernel writes a row of the buffer and the sum in place
-        tensors += [critical_buffers, critical_sums]
-    if cpu_kernels.supports(*([ts[i] for i in indices] for ts in tensors)):
-        _buffer_adam_with_cpu_kernels(
-            optimizer, indices, params, grads, exp_avgs, exp_avg_sqs, critical_buffers,
-            critical_sums, slots, state_steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-            weight_decay=weight_decay,
-        )  # fmt: skip
-        return
-    like = params[0]
-    lr_t, beta1_t, beta2_t, eps_t, wd_t = (
-        SCALARS(name, value, like)
-        for name, value in (
-            ("lr", lr),
-            ("beta1", beta1),
-            ("beta2", beta2),
-            ("eps", eps),
-            ("weight_decay", weight_decay),
-        )
-    )
-    step_sizes, bias_corrections2_sqrt = _count_step(
-        [state_steps[i] for i in indices], lr=lr, beta1=beta1, beta2=beta2
-    )
-    shared_slot = slots is None or len({id(slots[i]) for i in indices}) == 1
-    if shared_slot and len(set(step_sizes)) == 1:
-        index, replace, count, write = _slot_arguments(
-            None if slots is None else slots[indices[0]], like
-        )
-        compiled(f"{optimizer}_group_step")(
-            [flat(params[i]) for i in indices],
-            [flat(grads[i]) for i in indices],
-            [flat(exp_avgs[i]) for i in indices],
-            [flat(exp_avg_sqs[i]) for i in indices],
-            [] if slots is None else [_flat_buffer(critical_buffers[i]) for i in indices],
-            [] if slots is None else [flat(critical_sums[i]) for i in indices],
-            index, replace, count, lr_t, beta1_t, beta2_t, eps_t, wd_t,
-            SCALARS("step_size", step_sizes[0], like),
-            SCALARS("bias_correction2_sqrt", bias_corrections2_sqrt[0], like),
-            decayed=weight_decay != 0, write=write,
-        )  # fmt: skip
-        return
-    core = compiled(f"{optimizer}_step")
-    for i, step_size, bc2_sqrt in zip(indices, step_sizes, bias_corrections2_sqrt, strict=True):
-        buffer = buffer_sum = None
-        if slots is not None:
-            buffer = _flat_buffer(critical_buffers[i])
-            buffer_sum = flat(critical_sums[i])
-        index, replace, count, write = _slot_arguments(None if slots is None else slots[i], like)
-        core(
-            flat(params[i]),
-            flat(grads[i]),
-            flat(exp_avgs[i]),
-            flat(exp_avg_sqs[i]),
-            buffer,
-            buffer_sum,
-            index,
-            replace,
-            count,
-            lr_t,
-            beta1_t,
-            beta2_t,
-            eps_t,
-            wd_t,
-            SCALARS("step_size", step_size, like),
-            SCALARS("bias_correction2_sqrt", bc2_sqrt, like),
-            decayed=weight_decay != 0,
-            write=write,
-        )
-
-
-def _buffer_adam_with_cpu_kernels(
-    optimizer: str,
-    indices: list[int],
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    critical_buffers: list[Tensor],
-    critical_sums: list[Tensor],
-    slots: list[_Slot] | None,
-    state_steps: list[Tensor],
-    *,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-) -> None:
-    """The compiled step on CPU (:mod:`memtune.optimizers.cpu_kernels`): one pass per tensor
-    for the slot write, the moments and the move of x, one call for all the tensors that share
-    a slot decision (all of them when ``synced``). The host reads the decision (free on CPU)
-    and hands the kernel the row it replaces."""
-    step_sizes, bias_corrections2_sqrt = _count_step(
-        [state_steps[i] for i in indices], lr=lr, beta1=beta1, beta2=beta2
-    )
-    by_slot: dict[int, list[int]] = {}  # position in indices, by the slot they share
-    for position, i in enumerate(indices):
-        by_slot.setdefault(0 if slots is None else id(slots[i]), []).append(position)
-    for positions in by_slot.values():
-        chosen = [indices[p] for p in positions]
-        slot = None if slots is None else slots[chosen[0]]
-        index = 0 if slot is None else int(slot.index)
-        cpu_kernels.adam_buffer_step(
-            optimizer,
-            *([ts[i] for i in chosen] for ts in (params, grads, exp_avgs, exp_avg_sqs)),
-            [None if slot is None else critical_buffers[i][index] for i in chosen],
-            [None if slot is None else critical_sums[i] for i in chosen],
-            step_sizes=[step_sizes[p] for p in positions],
-            bias_corrections2_sqrt=[bias_corrections2_sqrt[p] for p in positions],
-            count_before=0.0 if slot is None else float(slot.count_before),
-            replace=slot is not None and bool(slot.replace),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            weight_decay=weight_decay,
-        )

@@ -4,26 +4,24 @@ Optimizers for Deep Learning", ICLR 2022), the CM paper's baseline. The buffer i
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from memtune.optimizers._base import (
-    ParamsT,
-)
+from memtune.optimizers._base import ParamsT
 from memtune.optimizers._priority_buffer import (
-    _compiled_buffer_adam,
-    _count_step,
+    _adam_update,
     _decay_keys,
-    _host_slots,
-    _on_cpu_kernels,
+    _lerp_moments,
     _plus_buffer_mean,
-    _priorities,
     _PriorityBufferAdam,
-    _slots,
+    _step_slots,
     _write_slot,
 )
+from memtune.optimizers._priority_buffer_compiled import _compiled_buffer_adam
 from memtune.optimizers.compiled import resolve_impl
 
 __all__ = ["AdamCG", "adam_cg"]
@@ -109,41 +107,50 @@ def adam_cg(
     foreach: bool | None = None,
 ) -> None:
     """Functional Adam+CG over one group; the lists are those of :func:`adam_cm`."""
-    impl = resolve_impl(impl, foreach, params)
-    foreach = impl == "foreach"
-    if impl == "compiled":
-        slots = None
-        on_host = _on_cpu_kernels(
-            params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums
-        )
-        if topc > 0 and on_host:
-            slots, priorities = _host_slots(critical_keys, grads, synced)
-        elif topc > 0:
-            priorities = _priorities(grads, synced, compiled_step=True)
-            slots = _slots(critical_keys, priorities, synced)
-        _compiled_buffer_adam(
-            "adam_cg",
-            list(range(len(params))),
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            critical_buffers,
-            critical_sums,
-            slots,
-            state_steps,
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            weight_decay=weight_decay,
-        )
-        if slots is not None:
-            _decay_keys(critical_keys, slots, priorities, decay, synced)
-        return
-    if topc > 0:
-        priorities = _priorities(grads, synced)
-        slots = _slots(critical_keys, priorities, synced)
+    _ADAM_CG_STEPS[resolve_impl(impl, foreach, params)](
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        critical_buffers,
+        critical_sums,
+        critical_keys,
+        state_steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        topc=topc,
+        decay=decay,
+        synced=synced,
+    )
+
+
+def _eager_adam_cg(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    critical_keys: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    topc: int,
+    decay: float,
+    synced: bool,
+    foreach: bool,
+) -> None:
+    """The for-loop (``foreach=False``) and multi-tensor paths: the same ops, one tensor at a
+    time or through torch's foreach kernels."""
+    slots, priorities = _step_slots(critical_keys, grads, synced, topc=topc)
+    if slots is not None:
         directions = []
         for g, buffer, buffer_sum, slot in zip(
             grads, critical_buffers, critical_sums, slots, strict=True
@@ -159,20 +166,57 @@ def adam_cg(
         else:
             for u, x in zip(directions, params, strict=True):
                 u.add_(x, alpha=weight_decay)
-    step_sizes, bias_corrections2_sqrt = _count_step(state_steps, lr=lr, beta1=beta1, beta2=beta2)
     # m, v <- Adam's moments of u;  x <- x - lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-    if foreach:
-        torch._foreach_lerp_(exp_avgs, directions, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, directions, directions, value=1 - beta2)
-        denominators = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denominators, bias_corrections2_sqrt)
-        torch._foreach_add_(denominators, eps)
-        torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
-        return
-    for x, u, m, v, step_size, bc2_sqrt in zip(
-        params, directions, exp_avgs, exp_avg_sqs, step_sizes, bias_corrections2_sqrt, strict=True
-    ):
-        m.lerp_(u, 1 - beta1)
-        v.mul_(beta2).addcmul_(u, u, value=1 - beta2)
-        x.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(eps), value=step_size)
+    _lerp_moments(exp_avgs, directions, 1 - beta1, foreach=foreach)
+    _adam_update(
+        params,
+        directions,
+        exp_avg_sqs,
+        state_steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        foreach=foreach,
+        moves=exp_avgs,
+    )
+
+
+def _compiled_adam_cg(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    critical_keys: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    topc: int,
+    decay: float,
+    synced: bool,
+) -> None:
+    """The compiled step (the CPU kernels, or inductor graphs) of every tensor."""
+    compiled_tensors = (params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums)
+    slots, priorities = _step_slots(
+        critical_keys, grads, synced, topc=topc, compiled_tensors=compiled_tensors
+    )
+    _compiled_buffer_adam(
+        "adam_cg", list(range(len(params))), params, grads, exp_avgs, exp_avg_sqs,
+        critical_buffers, critical_sums, slots, state_steps, lr=lr, beta1=beta1, beta2=beta2,
+        eps=eps, weight_decay=weight_decay,
+    )  # fmt: skip
+    if slots is not None:
+        _decay_keys(critical_keys, slots, priorities, decay, synced)  # type: ignore[arg-type]
+
+
+_ADAM_CG_STEPS: dict[str, Callable[..., None]] = {
+    "compiled": _compiled_adam_cg,
+    "foreach": functools.partial(_eager_adam_cg, foreach=True),
+    "forloop": functools.partial(_eager_adam_cg, foreach=False),
+}

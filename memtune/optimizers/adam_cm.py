@@ -4,26 +4,25 @@ chandar-lab/CMOptimizer). The buffer is :mod:`memtune.optimizers._priority_buffe
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from memtune.optimizers._base import (
-    ParamsT,
-)
+from memtune.optimizers._base import ParamsT
 from memtune.optimizers._priority_buffer import (
     _adam_update,
-    _compiled_buffer_adam,
     _decay_keys,
-    _host_slots,
-    _on_cpu_kernels,
+    _lerp_moments,
     _plus_buffer_mean,
-    _priorities,
     _PriorityBufferAdam,
-    _slots,
+    _Slot,
+    _step_slots,
     _write_slot,
 )
+from memtune.optimizers._priority_buffer_compiled import _compiled_buffer_adam
 from memtune.optimizers.compiled import resolve_impl
 
 __all__ = ["AdamCM", "adam_cm"]
@@ -123,51 +122,70 @@ def adam_cm(
 ) -> None:
     """Functional Adam+CM over one group. The ``critical_*`` lists are empty when ``topc`` is
     0; with ``synced`` their keys are one tensor (or equal copies) for every tensor."""
-    impl = resolve_impl(impl, foreach, params)
-    foreach = impl == "foreach"
-    has_buffer = topc > 0
-    on_host = impl == "compiled" and _on_cpu_kernels(
-        params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums
+    _ADAM_CM_STEPS[resolve_impl(impl, foreach, params)](
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        critical_buffers,
+        critical_sums,
+        critical_keys,
+        state_steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
+        weight_decay=weight_decay,
+        topc=topc,
+        decay=decay,
+        synced=synced,
     )
-    if has_buffer and on_host:
-        slots, priorities = _host_slots(critical_keys, grads, synced)
-    elif has_buffer:
-        priorities = _priorities(grads, synced, compiled_step=impl == "compiled")
-        slots = _slots(critical_keys, priorities, synced)
-    # Quirk 1: a tensor's first call stores g and makes no move (u = 0, so v stays 0 too).
+
+
+def _first_calls(
+    grads: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    slots: list[_Slot] | None,
+    state_steps: list[Tensor],
+) -> list[int]:
+    """Quirk 1: a tensor's first call stores g and makes no move (u = 0, so v stays 0 too).
+    Returns the indices of the other tensors (the warm ones)."""
     warm = []
     for i, step in enumerate(state_steps):
         if float(step) > 0:
             warm.append(i)
             continue
-        if has_buffer:
+        if slots is not None:
             _write_slot(critical_buffers[i], critical_sums[i], slots[i], grads[i])
         step += 1
-    cold = [i for i in range(len(params)) if i not in set(warm)]
-    if impl == "compiled":  # the decay of x is fused into the warm tensors' graph
-        for i in cold if weight_decay != 0 else ():
-            params[i].mul_(1 - lr * weight_decay)
-        if warm:
-            _compiled_buffer_adam(
-                "adam_cm",
-                warm,
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                critical_buffers,
-                critical_sums,
-                slots if has_buffer else None,
-                state_steps,
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                eps=eps,
-                weight_decay=weight_decay,
-            )
-        if has_buffer:
-            _decay_keys(critical_keys, slots, priorities, decay, synced)
-        return
+    return warm
+
+
+def _eager_adam_cm(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    critical_keys: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    topc: int,
+    decay: float,
+    synced: bool,
+    foreach: bool,
+) -> None:
+    """The for-loop (``foreach=False``) and multi-tensor paths: the same ops, one tensor at a
+    time or through torch's foreach kernels."""
+    slots, priorities = _step_slots(critical_keys, grads, synced, topc=topc)
+    warm = _first_calls(grads, critical_buffers, critical_sums, slots, state_steps)
     if weight_decay != 0:
         if foreach:
             torch._foreach_mul_(params, 1 - lr * weight_decay)
@@ -177,13 +195,9 @@ def adam_cm(
     if warm:
         exp_avgs_warm = [exp_avgs[i] for i in warm]
         # m <- beta1 m + (1 - beta1) g;  u <- m + mean(buffer);  insert m
-        if foreach:
-            torch._foreach_lerp_(exp_avgs_warm, [grads[i] for i in warm], 1 - beta1)
-        else:
-            for m, i in zip(exp_avgs_warm, warm, strict=True):
-                m.lerp_(grads[i], 1 - beta1)
+        _lerp_moments(exp_avgs_warm, [grads[i] for i in warm], 1 - beta1, foreach=foreach)
         directions = exp_avgs_warm
-        if has_buffer:
+        if slots is not None:
             directions = []
             for m, i in zip(exp_avgs_warm, warm, strict=True):
                 directions.append(_plus_buffer_mean(m, critical_sums[i], slots[i]))
@@ -199,5 +213,51 @@ def adam_cm(
             eps=eps,
             foreach=foreach,
         )
-    if has_buffer:
-        _decay_keys(critical_keys, slots, priorities, decay, synced)
+    if slots is not None:
+        _decay_keys(critical_keys, slots, priorities, decay, synced)  # type: ignore[arg-type]
+
+
+def _compiled_adam_cm(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    critical_buffers: list[Tensor],
+    critical_sums: list[Tensor],
+    critical_keys: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    topc: int,
+    decay: float,
+    synced: bool,
+) -> None:
+    """The compiled step (the CPU kernels, or inductor graphs): the decay of x is fused into
+    the warm tensors' step."""
+    compiled_tensors = (params, grads, exp_avgs, exp_avg_sqs, critical_buffers, critical_sums)
+    slots, priorities = _step_slots(
+        critical_keys, grads, synced, topc=topc, compiled_tensors=compiled_tensors
+    )
+    warm = _first_calls(grads, critical_buffers, critical_sums, slots, state_steps)
+    if weight_decay != 0:
+        for i in sorted(set(range(len(params))) - set(warm)):
+            params[i].mul_(1 - lr * weight_decay)
+    if warm:
+        _compiled_buffer_adam(
+            "adam_cm", warm, params, grads, exp_avgs, exp_avg_sqs, critical_buffers,
+            critical_sums, slots, state_steps, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+            weight_decay=weight_decay,
+        )  # fmt: skip
+    if slots is not None:
+        _decay_keys(critical_keys, slots, priorities, decay, synced)  # type: ignore[arg-type]
+
+
+_ADAM_CM_STEPS: dict[str, Callable[..., None]] = {
+    "compiled": _compiled_adam_cm,
+    "foreach": functools.partial(_eager_adam_cm, foreach=True),
+    "forloop": functools.partial(_eager_adam_cm, foreach=False),
+}

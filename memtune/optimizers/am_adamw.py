@@ -14,11 +14,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from memtune.optimizers import cpu_kernels
 from memtune.optimizers._am_common import (
     COUPLINGS,
-    as_tensors,
-    clipped_on_host,
+    am_adamw_numerator,
     clipped_ratio,
     keep_lr,
     last_beta,
@@ -34,11 +32,9 @@ from memtune.optimizers._base import (
     keep_float64_on_load,
     keep_implementation_on_load,
 )
+from memtune.optimizers.am_adamw_compiled import _compiled_am_adamw
 from memtune.optimizers.compiled import (
     IMPLS,
-    SCALARS,
-    compiled,
-    flat,
     resolve_impl,
 )
 
@@ -256,12 +252,13 @@ def _am_adamw_beta(
     else:
         pull = flat_dot(scaled, grad) + lam * flat_dot(scaled, exp_avg)
     gap = flat_dot(grad, exp_avg / preconditioner)
+    decay_pull = None
     if weight_decay != 0:
         gap = gap + weight_decay * flat_dot(grad, param)
-    gap = prev_lr * gap
-    numerator = (1 + weight_decay * lr) * gap / lr - pull
-    if weight_decay != 0:
-        numerator = numerator - weight_decay * flat_dot(param, delta)
+        decay_pull = weight_decay * flat_dot(param, delta)
+    numerator = am_adamw_numerator(
+        gap, pull, decay_pull, prev_lr=prev_lr, lr=lr, weight_decay=weight_decay
+    )
     denominator = flat_dot(scaled, delta)
     return clipped_ratio(numerator, denominator, beta1_max)
 
@@ -467,190 +464,6 @@ def _multi_tensor_am_adamw(
     torch._foreach_addcdiv_(params, exp_avgs, preconditioners, value=-lr)
     torch._foreach_mul_(beta_products, betas)
     return betas
-
-
-def _compiled_am_adamw(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    beta_products: list[Tensor],
-    state_steps: list[Tensor],
-    prev_lrs: list[float],
-    *,
-    lr: float,
-    beta1_max: float,
-    beta2: float,
-    eps: float,
-    lam: float,
-    weight_decay: float,
-    coupling: str,
-    fixed_beta: float | None,
-) -> list[Tensor]:
-    """The compiled step: the first path that applies (each below, its own function)."""
-    steps = {float(step) for step in state_steps}  # CPU tensors: reading them is no sync
-    if cpu_kernels.supports(params, grads, exp_avgs, exp_avg_sqs):
-        path = _am_adamw_with_cpu_kernels
-    elif fixed_beta is None and len(steps) == 1 and len(set(prev_lrs)) == 1:
-        path = _am_adamw_in_group_graphs
-    else:
-        path = _am_adamw_per_tensor_graphs
-    return path(
-        params, grads, exp_avgs, exp_avg_sqs, beta_products, state_steps, prev_lrs,
-        lr=lr, beta1_max=beta1_max, beta2=beta2, eps=eps, lam=lam,
-        weight_decay=weight_decay, coupling=coupling, fixed_beta=fixed_beta,
-    )  # fmt: skip
-
-
-def _graph_scalars(like: Tensor, **values: float) -> list[Tensor]:
-    """The step's hyperparameters as the 0-d tensors the graphs take (memtune.optimizers.
-    compiled.SCALARS: one per name, so that a new value never recompiles a graph)."""
-    return [SCALARS(name, value, like) for name, value in values.items()]
-
-
-def _am_adamw_in_group_graphs(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    beta_products: list[Tensor],
-    state_steps: list[Tensor],
-    prev_lrs: list[float],
-    *,
-    lr: float,
-    beta1_max: float,
-    beta2: float,
-    eps: float,
-    lam: float,
-    weight_decay: float,
-    coupling: str,
-    fixed_beta: float | None,
-) -> list[Tensor]:
-    """The usual case off the C kernels, every tensor at the same step and lr: one beta graph
-    and one update graph for the group (a pair of calls per tensor costs more a step)."""
-    like = params[0]
-    lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = _graph_scalars(
-        like, lr=lr, beta1=beta1_max, beta2=beta2, eps=eps, lam=lam, weight_decay=weight_decay
-    )
-    static = dict(coupling=coupling, decayed=weight_decay != 0)
-    k = float(state_steps[0]) + 1
-    for step in state_steps:
-        step += 1
-    bc2_sqrt, first, prev = _graph_scalars(
-        like, bias_correction2_sqrt=(1 - beta2**k) ** 0.5, first=float(k == 1), prev_lr=prev_lrs[0]
-    )
-    tensors = [[flat(t) for t in ts] for ts in (params, grads, exp_avgs, exp_avg_sqs)]
-    group_betas = compiled("am_adamw_group_betas")(
-        *tensors, beta_products, first, prev, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t,
-        lam_t, wd_t, **static,
-    )  # fmt: skip
-    compiled("am_adamw_group_update")(
-        *tensors, beta_products, group_betas, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t,
-        lam_t, wd_t, **static,
-    )  # fmt: skip
-    betas = list(group_betas.unbind())
-    torch._foreach_mul_(beta_products, betas)
-    return betas
-
-
-def _am_adamw_per_tensor_graphs(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    beta_products: list[Tensor],
-    state_steps: list[Tensor],
-    prev_lrs: list[float],
-    *,
-    lr: float,
-    beta1_max: float,
-    beta2: float,
-    eps: float,
-    lam: float,
-    weight_decay: float,
-    coupling: str,
-    fixed_beta: float | None,
-) -> list[Tensor]:
-    """Tensors at different steps or lrs, or a fixed beta: a beta graph and an update graph
-    per tensor."""
-    like = params[0]
-    lr_t, beta1_t, beta2_t, eps_t, lam_t, wd_t = _graph_scalars(
-        like, lr=lr, beta1=beta1_max, beta2=beta2, eps=eps, lam=lam, weight_decay=weight_decay
-    )
-    static = dict(coupling=coupling, decayed=weight_decay != 0)
-    beta_of, update = compiled("am_adamw_beta"), compiled("am_adamw_update")
-    betas = []
-    for x, g, d, v, pi, step, prev_lr in zip(
-        params, grads, exp_avgs, exp_avg_sqs, beta_products, state_steps, prev_lrs, strict=True
-    ):
-        step += 1  # a CPU tensor, as in torch's AdamW: reading it is no device sync
-        k = float(step)
-        (bc2_sqrt,) = _graph_scalars(like, bias_correction2_sqrt=(1 - beta2**k) ** 0.5)
-        x, g, d, v = flat(x), flat(g), flat(d), flat(v)
-        if fixed_beta is not None:
-            beta = torch.full((), fixed_beta, dtype=x.dtype, device=x.device)
-        else:
-            first, prev = _graph_scalars(like, first=float(k == 1), prev_lr=prev_lr)
-            beta = beta_of(
-                x, g, d, v, pi, first, prev, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t, lam_t,
-                wd_t, **static,
-            )  # fmt: skip
-        update(x, g, d, v, pi, beta, lr_t, beta1_t, beta2_t, bc2_sqrt, eps_t, lam_t, wd_t, **static)
-        pi.mul_(beta)
-        betas.append(beta)
-    return betas
-
-
-def _am_adamw_with_cpu_kernels(
-    params: list[Tensor],
-    grads: list[Tensor],
-    exp_avgs: list[Tensor],
-    exp_avg_sqs: list[Tensor],
-    beta_products: list[Tensor],
-    state_steps: list[Tensor],
-    prev_lrs: list[float],
-    *,
-    lr: float,
-    beta1_max: float,
-    beta2: float,
-    eps: float,
-    lam: float,
-    weight_decay: float,
-    coupling: str,
-    fixed_beta: float | None,
-) -> list[Tensor]:
-    """The compiled step on CPU (:mod:`memtune.optimizers.cpu_kernels`): one pass for the sums
-    of every tensor's beta, the betas on the host (reading the sums and the CPU tensors of the
-    state is free there), one pass for the update. Every tensor keeps its own step count,
-    product of betas and previous lr."""
-    steps = []
-    for step in state_steps:
-        step += 1
-        steps.append(float(step))
-    options = dict(
-        bias_corrections1=[1 - beta1_max * float(pi) for pi in beta_products],
-        bias_corrections2_sqrt=[(1 - beta2**k) ** 0.5 for k in steps],
-        beta2=beta2,
-        eps=eps,
-        lam=lam,
-        weight_decay=weight_decay,
-        coupling=coupling,
-    )
-    if fixed_beta is not None:
-        betas = [fixed_beta] * len(params)
-    else:
-        sums = cpu_kernels.am_adamw_sums(
-            params, grads, exp_avgs, exp_avg_sqs,
-            gap_scales=[(1 + weight_decay * lr) * prev_lr / lr for prev_lr in prev_lrs],
-            **options,
-        )  # fmt: skip
-        betas = [
-            beta1_max if k == 1 else clipped_on_host(numerator, denominator, beta1_max)
-            for k, (numerator, denominator) in zip(steps, sums, strict=True)
-        ]
-    cpu_kernels.am_adamw_update(params, grads, exp_avgs, exp_avg_sqs, betas=betas, lr=lr, **options)
-    torch._foreach_mul_(beta_products, betas)
-    return as_tensors(betas, params[0])
 
 
 _AM_ADAMW_STEPS: dict[str, Callable[..., list[Tensor]]] = {

@@ -120,6 +120,7 @@ static inline __attribute__((always_inline)) void am_adamw_sums_chunks(
             const real delta = dv - g, scaled = delta * metric;
             /* (d - g)(g + lambda P d) M: damping P M = 1 / (1 + lambda P) times P is P M */
             const real pull = scaled * (g + lam * (paper ? p_cond : (real)1) * dv);
+            /* mirrors memtune.optimizers._am_common.am_adamw_numerator (scale: am_adamw_gap_scale) */
             real gap = g * dv * inverse, term;
             if (decayed) {
                 gap += wd * g * xs[i];

@@ -6,7 +6,8 @@ torch's fused AdamW (its reductions at about half the bandwidth of torch's fused
 ~40 us of Python and dynamo per graph call). The C file streams each tensor once per pass in plain
 loops that gcc vectorizes, one ctypes call per group and pass (``bench/optimizer_step.py``
 measures both). The math is the same as the inductor cores'
-(:mod:`memtune.optimizers.compiled`), which stay the compiled path on CUDA and wherever this
+(:mod:`memtune.optimizers.am_sgd_compiled`, :mod:`memtune.optimizers.am_adamw_compiled`,
+:mod:`memtune.optimizers._priority_buffer_compiled`), which stay the compiled path on CUDA and wherever this
 library cannot be built.
 
 The library is built with the machine's C compiler (``$CC``, else the one Python was built
