@@ -1,29 +1,16 @@
-"""What a study is: a validated spec, loadable from YAML or JSON.
-
-A study compares arms (optimizers) on one task. Each arm runs K independent searches of the
-same budget (``budget.searches`` of ``budget.trials_per_search`` trials, each search with its
-own seeds); the best config of every search is re-run on fresh seeds (the same for the r-th
-search of every arm, never a seed a search trained with), and only those re-runs feed the
-verdict, one score per search.
-Validation errors name the field (pydantic's ``loc``) and the reason, and list the known
-names when an optimizer or a task is unknown.
+"""The study spec itself: the task, its arms, budget, schedule and seeds, validated as a
+whole, and each arm's searches with their seeds. Every search has its own seed, derived by a
+hash; its best config is re-run on the study's seeds shifted by ``RERUN_STRIDE`` per search
+(the same for the r-th search of every arm), below ``SEARCH_SEED_FLOOR`` where search seeds lie.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     StrictBool,
@@ -34,15 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from memtune.optimizers import (
-    OPTIMIZERS,
-    ArgumentError,
-    CategoricalParam,
-    FloatParam,
-    IntParam,
-    OptimizerSpec,
-    UnknownNameError,
-)
+from memtune.optimizers import CategoricalParam, FloatParam, IntParam
 from memtune.studies import stats
 from memtune.studies.code import (
     REFERENCE_PATTERN,
@@ -51,270 +30,12 @@ from memtune.studies.code import (
     is_code_reference,
     split_reference,
 )
+from memtune.studies.spec._base import _Model
+from memtune.studies.spec.arms import ArmSpec, RangeOverride, Schedule
+from memtune.studies.spec.budget import DEFAULT_SEARCHES, DEFAULT_SEEDS, Budget, Resources, Tracking
 from memtune.studies.tasks import TASKS, Direction, TaskSpec, code_task
 
-__all__ = [
-    "ArmSpec",
-    "Budget",
-    "RangeOverride",
-    "Resources",
-    "Schedule",
-    "Search",
-    "SpecError",
-    "StudySpec",
-    "Tracking",
-    "UnknownNameError",
-    "attach_code",
-    "load_spec",
-    "locate",
-    "parse_spec",
-    "read_spec_file",
-    "read_task_code",
-]
-
-
-class SpecError(ValueError):
-    """A study spec that cannot run; ``field`` names where, as a dotted path."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field, self.message = field, message
-        super().__init__(f"{field}: {message}")
-
-
-class _Model(BaseModel):
-    # Numbers and flags are strict where declared (true is not a 1, "0.5" is not a number: the
-    # JSON Schema says so); YAML files are read as YAML 1.2 numbers (see _YamlLoader).
-    model_config = ConfigDict(extra="forbid")
-
-
-class RangeOverride(_Model):
-    """A narrower (or wider) range for one searched hyperparameter of an arm."""
-
-    low: StrictFloat | None = None
-    high: StrictFloat | None = None
-    log: StrictBool | None = None
-    choices: list[Any] | None = None
-
-    def apply(
-        self, param: FloatParam | IntParam | CategoricalParam
-    ) -> FloatParam | IntParam | CategoricalParam:
-        if isinstance(param, CategoricalParam):
-            if self.choices is None:
-                raise ValueError(f"{param.name} is categorical: give choices")
-            return CategoricalParam(param.name, tuple(self.choices))
-        low = param.low if self.low is None else type(param.low)(self.low)
-        high = param.high if self.high is None else type(param.high)(self.high)
-        log = param.log if self.log is None else self.log
-        if not low < high:
-            raise ValueError(f"low ({low}) must be below high ({high})")
-        if log and low <= 0:
-            raise ValueError(f"a log range needs low > 0, got {low}")
-        # An edge the override moved is a choice, so soft; one it kept keeps its kind.
-        edges = (
-            param.edges[0] if low == param.low else "soft",
-            param.edges[1] if high == param.high else "soft",
-        )
-        return type(param)(param.name, low, high, log, edges)
-
-
-# Hyperparameters of the learning-rate schedule that an arm may pin or search like an
-# optimizer's own (they are not optimizer arguments: the trial applies them).
-WARMUP = FloatParam("warmup_fraction", 0.0, 0.2, edges=("hard", "soft"))
-SCHEDULE_PARAMS = {WARMUP.name: WARMUP}
-# The first element of torch's ``betas`` pair (Adam's momentum), which an arm may search by
-# naming it in ``space`` (opt-in: a study searches it only when asked); the trial writes it
-# into ``betas``. Optuna samples scalars, not pairs.
-BETA1 = FloatParam("beta1", 0.0, 0.99, edges=("hard", "hard"))
-
-
-def _takes_betas(spec: OptimizerSpec) -> bool:
-    return "betas" in spec.options.model_fields
-
-
-class Schedule(_Model):
-    """The learning-rate schedule every arm trains with, through torch's LambdaLR, stepped once
-    per optimizer step: a linear warmup over ``warmup_fraction`` of the steps, then constant,
-    cosine or linear decay to ``floor`` x the peak."""
-
-    kind: Literal["constant", "cosine", "linear"] = "cosine"
-    warmup_fraction: StrictFloat | RangeOverride = Field(
-        default_factory=lambda: RangeOverride(low=WARMUP.low, high=WARMUP.high),
-        description="a number (fixed for every arm) or {low, high}: searched per arm "
-        "(default: searched in [0, 0.2])",
-    )
-    floor: StrictFloat = Field(
-        0.0, ge=0.0, lt=1.0, description="where the decay ends, as a fraction of the peak lr"
-    )
-
-    @field_validator("warmup_fraction")
-    @classmethod
-    def _fraction(cls, value: float | RangeOverride) -> float | RangeOverride:
-        if isinstance(value, RangeOverride):
-            value.apply(WARMUP)  # low < high
-            if (value.low or 0.0) < 0 or (value.high or 0.0) >= 1:
-                raise ValueError("a warmup fraction lies in [0, 1)")
-        elif not 0.0 <= value < 1.0:
-            raise ValueError("a warmup fraction lies in [0, 1)")
-        return value
-
-    def searched(self) -> FloatParam | None:
-        """The warmup fraction's range when it is searched, else None (fixed)."""
-        if isinstance(self.warmup_fraction, RangeOverride):
-            return self.warmup_fraction.apply(WARMUP)  # type: ignore[return-value]
-        return None
-
-
-class ArmSpec(_Model):
-    optimizer: str = Field(
-        description="a name from the optimizer registry (GET /optimizers)",
-        # The installed names, in the OpenAPI schema: generated clients know them.
-        json_schema_extra=lambda schema: schema.update(enum=OPTIMIZERS.names()),
-    )
-    name: str | None = Field(None, description="label of the arm; defaults to the optimizer name")
-    fixed: dict[str, Any] = Field(
-        default_factory=dict, description="hyperparameters pinned, not searched"
-    )
-    space: dict[str, RangeOverride] = Field(
-        default_factory=dict, description="range overrides by name"
-    )
-    baseline: StrictBool = False
-    set_aside: int = Field(
-        0,
-        ge=0,
-        le=1000,
-        strict=True,  # a number: not a bool passed for one
-        description="the first N searches of this arm ran under an older range (an extension "
-        "changed its space): kept and shown, left out of the verdict",
-    )
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, name: str) -> str:
-        OPTIMIZERS.get(name)  # raises with the known names
-        return name
-
-    @model_validator(mode="after")
-    def _check_space_and_fixed(self) -> ArmSpec:
-        spec = OPTIMIZERS.get(self.optimizer)
-        for name, value in self.fixed.items():
-            if name in SCHEDULE_PARAMS and not (
-                isinstance(value, int | float) and 0.0 <= value < 1.0
-            ):
-                raise ValueError(f"fixed.{name}: a warmup fraction lies in [0, 1)")
-        try:  # names and ranges, without torch; the worker builds the optimizer itself
-            spec.check(self.optimizer_fixed)
-        except ArgumentError as error:
-            raise ValueError(f"fixed.{error.argument}: {error.message}") from None
-        except ValueError as error:  # an unknown base optimizer of SAM
-            raise ValueError(f"fixed.base: {error}") from None
-        searchable = {p.name: p for p in spec.space(self.fixed)} | SCHEDULE_PARAMS
-        if _takes_betas(spec):
-            searchable[BETA1.name] = BETA1
-        for name, override in self.space.items():
-            if name not in searchable:
-                raise ValueError(
-                    f"space.{name}: {self.optimizer} searches no {name!r}; it searches {', '.join(searchable)}"
-                )
-            try:
-                override.apply(searchable[name])
-            except ValueError as error:
-                raise ValueError(f"space.{name}: {error}") from None
-        return self
-
-    @property
-    def label(self) -> str:
-        return self.name or self.optimizer
-
-    @property
-    def optimizer_spec(self) -> OptimizerSpec:
-        return OPTIMIZERS.get(self.optimizer)
-
-    @property
-    def optimizer_fixed(self) -> dict[str, Any]:
-        """The pinned values that are the optimizer's arguments (not the schedule's)."""
-        return {k: v for k, v in self.fixed.items() if k not in SCHEDULE_PARAMS}
-
-    def searched(
-        self, schedule: Schedule | None = None
-    ) -> list[FloatParam | IntParam | CategoricalParam]:
-        """What this arm's search samples: the registry's ranges at the optimizer's own scale
-        (SAM: its base's lr range) and the schedule's searched warmup, narrowed by ``space``,
-        without what ``fixed`` pins."""
-        params = list(self.optimizer_spec.space(self.optimizer_fixed))
-        warmup = schedule.searched() if schedule else None
-        if warmup is not None:
-            params.append(warmup)
-        if BETA1.name in self.space:
-            params.append(BETA1)
-        return [
-            self.space[p.name].apply(p) if p.name in self.space else p
-            for p in params
-            if p.name not in self.fixed
-        ]
-
-
-# The defaults of a study's budget, checked by the end-to-end A/A calibration
-# (bench/aa_calibration.py, docs/benchmarks.md): six searches per arm reach p < 0.05 after Holm
-# over up to 23 comparisons; three trials per search and two seeds per config keep the six-arm
-# demo within its time (make demo).
-DEFAULT_SEARCHES = 6
-DEFAULT_TRIALS_PER_SEARCH = 3
-DEFAULT_SEEDS = 2
-
-
-class Budget(_Model):
-    searches: int | None = Field(
-        None,
-        ge=1,
-        le=20,
-        strict=True,
-        validation_alias=AliasChoices("searches", "repeats"),
-        description="K: independent searches per arm, each with its own seeds; the verdict "
-        "compares arms over their K search scores. Default: 6 (more where Holm over many "
-        "comparisons needs it). 1: the configs are compared, not the optimizers",
-    )
-    trials_per_search: int = Field(
-        DEFAULT_TRIALS_PER_SEARCH,
-        ge=1,
-        le=10_000,
-        strict=True,
-        validation_alias=AliasChoices("trials_per_search", "trials_per_arm"),
-        description="searched trials of each search, the same for every arm",
-    )
-    epochs: StrictInt = Field(5, ge=1, le=100_000)
-    time_limit_s: StrictFloat | None = Field(
-        None, gt=0, description="wall-clock limit of the whole study"
-    )
-    equalize: Literal["epochs", "gradient_evaluations"] = Field(
-        "epochs",
-        description="equal epochs for every arm, or equal gradient evaluations: an arm with "
-        "k passes per step (SAM: 2) then trains epochs // k epochs",
-    )
-
-
-class Tracking(_Model):
-    """Where a study's trials and verdict are also logged (memtune's own results keep all)."""
-
-    mlflow: str | None = Field(
-        None,
-        max_length=2000,
-        description="an MLflow tracking URI (http://host:5000, file:./mlruns): the study as a "
-        "parent run, each trial nested; default: MLFLOW_TRACKING_URI where the study runs",
-    )
-    experiment: str | None = Field(
-        None, max_length=500, description="the MLflow experiment (default: the study's name)"
-    )
-    tensorboard: str | None = Field(
-        None,
-        max_length=2000,
-        description="a directory for TensorBoard event files, one per trial, on the machine "
-        "that drives the study",
-    )
-
-
-class Resources(_Model):
-    cpu: StrictFloat = Field(1.0, gt=0, description="CPUs per trial")
-    gpu: StrictFloat = Field(0.0, ge=0, description="GPU fraction per trial")
+__all__ = ["RERUN_STRIDE", "SEARCH_SEED_FLOOR", "SPEC_SCHEMA_VERSION", "Search", "StudySpec"]
 
 
 # 2: held-out splits, fresh seeds, schedules; 3: K searches per arm, each seeded on its own
@@ -684,88 +405,3 @@ class StudySpec(_Model):
         (searches set aside by an extension included: they ran)."""
         per_search = self.budget.trials_per_search + len(self.seeds or ())
         return sum(len(self.searches(arm)) for arm in self.arms) * per_search
-
-
-def _format_errors(error: ValidationError) -> str:
-    return "\n".join(
-        f"  {'.'.join(map(str, e['loc'])) or '(spec)'}: {e['msg']}" for e in error.errors()
-    )
-
-
-def locate(error: Mapping[str, Any]) -> tuple[list[str], str]:
-    """Where one of pydantic's errors of a spec points, and why: whole-model checks prefix
-    their message with the field they blame ("fixed.lr: ..."), which moves into the path."""
-    location = [str(part) for part in error["loc"]]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    blamed = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, flags=re.DOTALL)
-    if error["type"] == "value_error" and blamed:
-        location += blamed[1].split(".")
-        message = blamed[2]
-    return location, message
-
-
-def parse_spec(data: Mapping[str, Any]) -> StudySpec:
-    """A StudySpec from a dict; raises SpecError naming the first bad field."""
-    try:
-        return StudySpec.model_validate(data)
-    except ValidationError as error:
-        location, message = locate(error.errors()[0])
-        raise SpecError(".".join(location) or "spec", message) from None
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, but numbers as YAML 1.2 reads them: ``1e-5`` is a float (YAML 1.1,
-    PyYAML's, wants ``1.0e-5`` and reads ``1e-5`` as a string, which the spec refuses)."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def read_spec_file(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML or JSON spec file holds, unvalidated. Raises SpecError naming
-    ``spec`` with the line and column for a file that is not YAML or JSON (or not a mapping),
-    FileNotFoundError for one that is not there."""
-    path = Path(path)
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YamlLoader)
-    except json.JSONDecodeError as error:
-        raise SpecError(
-            "spec", f"not JSON: line {error.lineno}, column {error.colno}: {error.msg}"
-        ) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise SpecError("spec", f"not YAML: {where}{problem}") from None
-    if not isinstance(data, dict):
-        raise SpecError("spec", f"{path} must hold a mapping, not {type(data).__name__}")
-    return data
-
-
-def load_spec(path: str | Path) -> StudySpec:
-    """A StudySpec from a YAML or JSON file; a task from code is read from disk now (relative
-    paths from the spec's directory) and travels with the spec (``spec.task_code``).
-
-    Raises SpecError naming the field, FileNotFoundError for a spec that is not there."""
-    spec = parse_spec(read_spec_file(path))
-    return attach_code(spec, Path(path).resolve().parent)
-
-
-def read_task_code(task: str, base: Path, directory: str | None = None) -> TaskCode | None:
-    """The files a spec's ``task`` names (TaskCode.read), its errors as SpecError."""
-    try:
-        return TaskCode.read(task, base, directory=directory)
-    except CodeError as error:
-        raise SpecError(error.field, error.message) from None
-
-
-def attach_code(spec: StudySpec, base: Path) -> StudySpec:
-    """``spec`` with the files of its task from code read from disk, relative to ``base``."""
-    if not spec.from_code or spec.task_code is not None:
-        return spec
-    return spec.with_code(read_task_code(spec.task, base, spec.task_dir))
