@@ -20,6 +20,7 @@ from ray import tune
 
 from memtune.studies.records import EpochResult, TrialPlan, TrialRecord, TrialState
 from memtune.studies.spec import SpecError, StudySpec
+from memtune.tuning.code_task import missing_code_metrics
 from memtune.tuning.sinks import ResultsSink
 from memtune.tuning.trainable import EARLIER_EPOCHS, hyperparameters_of
 
@@ -38,10 +39,6 @@ class DrivenStudy(Protocol):
     cancelled: bool
     last_cancel_poll: float
     progress: Callable[[Any], None]
-
-    def check_code_metrics(
-        self, record: TrialRecord, plan: TrialPlan, epochs: list[EpochResult]
-    ) -> None: ...
 
 
 # The runners driving a Tune experiment in this process, by experiment path.
@@ -118,8 +115,11 @@ class _Recorder(_DriverOnly, tune.Callback):
             EpochResult.from_dict(data, evaluated)
             for data in [*result.get(EARLIER_EPOCHS, ()), result]
         ]
-        if self.runner.spec.from_code:
-            self.runner.check_code_metrics(record, trial.config["run"], epochs)
+        runner = self.runner
+        if runner.spec.from_code and runner.bad_input is None:
+            runner.bad_input = missing_code_metrics(
+                runner.spec, record, trial.config["run"], epochs
+            )
         # A trial resumed from a checkpoint reports its epochs again from there: keep one each.
         record.epochs = [e for e in record.epochs if e.epoch < epochs[0].epoch] + epochs
         for epoch in epochs:

@@ -18,7 +18,6 @@ state.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 import shutil
@@ -26,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -35,15 +33,12 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from memtune.studies.code import CodeError, code_cache, load_builder
 from memtune.studies.records import (
-    EpochResult,
     Phase,
     TrialPlan,
     TrialRecord,
     TrialState,
     best_value,
-    search_key,
 )
 from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
@@ -51,6 +46,8 @@ from memtune.studies.verdict import Verdict, build_verdict
 # Tune's pickles of a study in flight name the callbacks here: imported under the same names.
 from memtune.tuning.callbacks import LIVE, _CancelStopper, _Recorder, store_before_snapshots
 from memtune.tuning.cluster import ray_cluster
+from memtune.tuning.code_task import code_root, runtime_env
+from memtune.tuning.extension import done_searches, reusable
 from memtune.tuning.launch import pending_trials, trial_workers_without_runtime_env
 from memtune.tuning.preemption import node_losses_apart
 from memtune.tuning.search import ASHA_OPTIONS, PerArmScheduler, StudySearcher, asha_milestones
@@ -165,45 +162,8 @@ class StudyRunner:
                 best[record.arm] = value
         return best
 
-    @staticmethod
-    def reusable(spec: StudySpec, previous: Iterable[TrialRecord]) -> list[TrialRecord]:
-        """Of a study's earlier trials, those an extension keeps: every trial of a search
-        that ran its whole budget, and the seed runs of its best config that ended (an errored
-        seed run is run again); a search set aside (it ran under an older range) is kept as it
-        is, for the record. Anything else runs anew."""
-        previous = [r for r in previous if r.state.ended]
-        kept = []
-        for arm in spec.arms:
-            for search in spec.searches(arm):
-                mine = [r for r in previous if r.arm == arm.label and r.repeat == search.index]
-                if search.set_aside:
-                    kept += mine
-                    continue
-                trials = [r for r in mine if r.phase == Phase.SEARCH]
-                if len(trials) < spec.budget.trials_per_search:
-                    continue
-                seeded = [
-                    r
-                    for r in mine
-                    if r.phase == Phase.SEED
-                    and r.seed in search.rerun_seeds
-                    and r.state in (TrialState.COMPLETED, TrialState.DIVERGED)
-                ]
-                kept += trials + seeded
-        return kept
-
-    def _done_searches(self) -> dict[str, dict[str, Any] | None]:
-        """Per search key kept from an earlier run: the config its seed runs trained (an arm
-        that searches nothing: its one config, even when its search trial diverged)."""
-        pinned = {arm.label for arm in self.spec.arms if not self.spec.searched(arm)}
-        done: dict[str, dict[str, Any] | None] = {}
-        for record in self.records.values():
-            key = search_key(record.arm, record.repeat)
-            if record.phase == Phase.SEED:
-                done[key] = record.config
-            else:
-                done.setdefault(key, record.config if record.arm in pinned else None)
-        return done
+    # What an extension keeps (memtune.tuning.extension); the service and tests call it here.
+    reusable = staticmethod(reusable)
 
     # -- the study -----------------------------------------------------------------------------
 
@@ -222,76 +182,12 @@ class StudyRunner:
         analysis = ExperimentAnalysis(f"{experiment_path.rstrip('/')}/{EXPERIMENT}")
         return {trial.trial_id for trial in analysis.trials}
 
-    def check_code_metrics(
-        self, record: TrialRecord, plan: TrialPlan, epochs: list[EpochResult]
-    ) -> None:
-        """A task from code declares its metrics in the spec; the first epoch that evaluates
-        (and the first test evaluation) checks them, so that a typo stops the study at its
-        first trial instead of after it."""
-        spec = self.spec
-        for epoch in epochs:
-            if epoch.diverged or self.bad_input is not None:
-                continue
-            returned = set(epoch.metrics)
-            missing = [m for m in spec.metrics or {} if m not in returned]
-            tested = plan.phase == Phase.SEED and epoch.epoch == plan.epochs
-            twin = spec.headline_metric
-            if tested and twin != spec.resolved_metric and twin not in returned:
-                missing.append(twin)
-            if missing:
-                self.bad_input = SpecError(
-                    "metrics",
-                    f"{spec.task}'s evaluate() returned {', '.join(sorted(returned)) or 'nothing'} "
-                    f"in trial {record.trial_id}, not {', '.join(missing)}: metrics declares "
-                    "every validation metric, and a val_* metric needs its test_* twin on the "
-                    "test split",
-                )
-
-    def _code_root(self) -> Path | None:
-        """A task from code: its files extracted on this machine and its builder imported
-        here once, so that a missing function or a file that does not import stops the study
-        before Ray starts. Returns where the files are (None: nothing to ship)."""
-        spec = self.spec
-        if not spec.from_code:
-            return None
-        root = None
-        if spec.task_code is not None:
-            root = spec.task_code.extract(code_cache())
-        elif spec.task.split(":")[0].endswith(".py"):
-            raise SpecError(
-                "task",
-                f"{spec.task}: the file was never read; load the spec with load_spec() or "
-                "run it with memtune.run(), which read the task's files",
-            )
-        try:  # an installed module (module:function without files) is imported by name
-            load_builder(spec.task, root)
-        except CodeError as error:
-            raise SpecError(error.field, error.message) from None
-        return root
-
-    def _runtime_env(self, root: Path | None) -> dict[str, Any] | None:
-        """What a driver that connects to a cluster (RAY_ADDRESS) ships to every node: the
-        task's files, only for a study that has some (a runtime env costs each actor a
-        set-up process). Ray started before this study cannot take them any more: unless
-        they came with this process's own runtime env (the service's study drivers), that is
-        an error rather than trials that fail on every other node."""
-        if root is None or not os.environ.get("RAY_ADDRESS"):
-            return None
-        if ray.is_initialized() and importlib.util.find_spec(root.name) is None:
-            raise SpecError(
-                "task",
-                "Ray was connected before this study, so its runtime environment cannot carry "
-                f"the task's files any more: run the study first, or ray.init(runtime_env="
-                f"{{'py_modules': ['{root}']}})",
-            )
-        return {"py_modules": [str(root)]}
-
     def run(self) -> Verdict:
         storage = self.experiment_path or tempfile.mkdtemp(prefix="memtune-study-")
         LIVE[self.experiment_key] = self
         try:
-            root = self._code_root()
-            with ray_cluster(runtime_env=self._runtime_env(root)):
+            root = code_root(self.spec)
+            with ray_cluster(runtime_env=runtime_env(root)):
                 # The outcome reaches the sink before a local Ray shuts down (seconds).
                 try:
                     self._check_optimizers()
@@ -507,7 +403,9 @@ class StudyRunner:
             epochs={key: epochs for key, (_, _, epochs) in searches.items()},
             metric=spec.resolved_metric,
             mode=spec.resolved_mode,
-            done={k: v for k, v in self._done_searches().items() if k in searches},
+            done={
+                k: v for k, v in done_searches(spec, self.records.values()).items() if k in searches
+            },
             pinned={
                 self._plan(arm, Phase.SEARCH, search.seed, search.index).search_key
                 for arm in spec.arms
