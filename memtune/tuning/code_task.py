@@ -4,8 +4,10 @@ metrics its ``evaluate()`` returns checked against the spec at the first trial."
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from memtune.studies.code import CodeError, code_cache, load_builder
 from memtune.studies.records import EpochResult, Phase, TrialPlan, TrialRecord
 from memtune.studies.spec import SpecError, StudySpec
 
-__all__ = ["code_root", "missing_code_metrics", "runtime_env"]
+__all__ = ["code_errors_not_retried", "code_root", "missing_code_metrics", "runtime_env"]
 
 
 def code_root(spec: StudySpec) -> Path | None:
@@ -82,3 +84,32 @@ def missing_code_metrics(
                 "test split",
             )
     return None
+
+
+@contextlib.contextmanager
+def code_errors_not_retried() -> Iterator[None]:
+    """While it holds, a trial that fails with a CodeError (a task from code that cannot run:
+    its builder raised or returned no TaskRun) spends its failure budget at once. It fails
+    before its first epoch, so a retry has no checkpoint to start from and would build the same
+    task again, and the study stops on the trial's error anyway (the callbacks' bad_input):
+    the retry only delayed the stop by a trial's start.
+
+    Tune decides whether to retry right after ``Trial.handle_error``, with no hook in between;
+    this wraps that method (Ray is pinned, 2.60.0), as memtune.tuning.preemption does."""
+    from ray.exceptions import RayTaskError
+    from ray.tune.experiment import Trial
+
+    original = Trial.handle_error
+
+    def handle_error(trial: Any, exc: Any = None) -> None:
+        original(trial, exc)
+        cause = exc.as_instanceof_cause() if isinstance(exc, RayTaskError) else exc
+        if isinstance(cause, CodeError) and trial.max_failures >= 0:
+            metadata = trial.run_metadata
+            metadata.num_failures = max(metadata.num_failures, trial.max_failures + 1)
+
+    Trial.handle_error = handle_error
+    try:
+        yield
+    finally:
+        Trial.handle_error = original

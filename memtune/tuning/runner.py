@@ -46,7 +46,7 @@ from memtune.studies.verdict import Verdict, build_verdict
 # Tune's pickles of a study in flight name the callbacks here: imported under the same names.
 from memtune.tuning.callbacks import LIVE, _CancelStopper, _Recorder, store_before_snapshots
 from memtune.tuning.cluster import ray_cluster
-from memtune.tuning.code_task import code_root, runtime_env
+from memtune.tuning.code_task import code_errors_not_retried, code_root, runtime_env
 from memtune.tuning.extension import done_searches, reusable
 from memtune.tuning.launch import pending_trials, trial_workers_without_runtime_env
 from memtune.tuning.preemption import node_losses_apart
@@ -199,6 +199,7 @@ class StudyRunner:
                         pending_trials(self._slots()),
                         trial_workers_without_runtime_env(),
                         node_losses_apart(self),
+                        code_errors_not_retried(),
                         store_before_snapshots(self),
                     ):
                         fit_started = time.monotonic()

@@ -93,6 +93,8 @@ def test_a_builder_that_raises_stops_the_study_at_once_with_its_traceback_on_the
     failed = [r for r in sink.records.values() if r.state == TrialState.ERROR]
     assert failed and "RuntimeError: no data here" in failed[0].traceback
     assert "broken.py" in failed[0].traceback  # the user's own line, in the trial's traceback
+    # It would fail the same way again: not retried (a retry only delayed the stop).
+    assert all(r.attempt == 1 for r in failed), [r.attempt for r in failed]
     assert len(sink.records) < 2 * 4 * 5  # stopped, not run to the end
     assert sink.failed and "no data here" in sink.failed
 
