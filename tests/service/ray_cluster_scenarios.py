@@ -1,7 +1,9 @@
 """Scenarios on a Ray cluster of several nodes on this machine (ray.cluster_utils.Cluster),
 each run in a process of its own by tests/service/test_distributed.py; prints a JSON line.
 
-    python -m tests.service.ray_cluster_scenarios refuse-local-storage|lose-a-node|code-task TMP_DIR
+    python -m tests.service.ray_cluster_scenarios NAME[,NAME...] TMP_DIR
+
+NAME: refuse-local-storage, shutdown-notice, lose-a-node, lose-a-node-twice or code-task.
 """
 
 from __future__ import annotations
@@ -291,7 +293,9 @@ def shutdown_notice(tmp: str) -> dict:
     }
 
 
-def main(name: str, tmp: str) -> None:
+def _environment(name: str) -> None:
+    """What a scenario's trial processes read from the environment: set before the nodes
+    start, which pass it on."""
     if name == "shutdown-notice":  # only the noticed checkpoint (none after the last epoch)
         os.environ["MEMTUNE_CHECKPOINT_EVERY_S"] = "600"
         os.environ["MEMTUNE_REPORT_EVERY_S"] = "0"
@@ -306,6 +310,15 @@ def main(name: str, tmp: str) -> None:
         # started below, and the trial processes they start, inherit this environment.
         os.environ["MEMTUNE_REPORT_EVERY_S"] = "0.1"
         os.environ["MEMTUNE_CHECKPOINT_EVERY_S"] = "0.2"
+
+
+def main(names: str, tmp: str) -> None:
+    """Runs the scenarios named (comma-separated) one after the other on one cluster, and
+    prints {name: what it saw}. Scenarios share a cluster only where their environments agree
+    and the earlier ones leave its nodes up (refusing a local storage starts no trial)."""
+    chosen = names.split(",")
+    for name in chosen:
+        _environment(name)
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -324,23 +337,22 @@ def main(name: str, tmp: str) -> None:
         },
     )
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    if name == "code-task":  # the runner connects itself, with the task's runtime environment
+    if chosen == ["code-task"]:  # the runner connects itself, with the task's runtime env
         try:
-            print(json.dumps(code_task(tmp, cluster)))
+            print(json.dumps({"code-task": code_task(tmp, cluster)}))
         finally:
             ray.shutdown()
             cluster.shutdown()
         return
+    scenarios = {
+        "refuse-local-storage": lambda: refuse_local_storage(tmp),
+        "shutdown-notice": lambda: shutdown_notice(tmp),
+        "lose-a-node-twice": lambda: lose_a_node_twice(tmp, cluster, nodes),
+        "lose-a-node": lambda: lose_a_node(tmp, cluster, nodes),
+    }
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        if name == "refuse-local-storage":
-            seen = refuse_local_storage(tmp)
-        elif name == "shutdown-notice":
-            seen = shutdown_notice(tmp)
-        elif name == "lose-a-node-twice":
-            seen = lose_a_node_twice(tmp, cluster, nodes)
-        else:
-            seen = lose_a_node(tmp, cluster, nodes)
+        seen = {name: scenarios[name]() for name in chosen}
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -396,9 +396,10 @@ def test_the_database_blinks_and_the_api_restarts_during_a_study_and_nothing_is_
 # and reports what it saw as JSON.
 
 
-def _scenario(name: str, tmp_path: Path) -> dict:
+def _scenarios(names: str, tmp_path: Path) -> dict:
+    """What each scenario named (comma-separated; they share one cluster) saw, by name."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.service.ray_cluster_scenarios", name, str(tmp_path)],
+        [sys.executable, "-m", "tests.service.ray_cluster_scenarios", names, str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -409,8 +410,19 @@ def _scenario(name: str, tmp_path: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def test_several_nodes_and_a_local_storage_are_refused_before_any_trial(tmp_path):
-    seen = _scenario("refuse-local-storage", tmp_path)
+def _scenario(name: str, tmp_path: Path) -> dict:
+    return _scenarios(name, tmp_path)[name]
+
+
+@pytest.fixture(scope="module")
+def refusal_and_notice(tmp_path_factory) -> dict:
+    """Refusing a local storage starts no trial and leaves the cluster as it was: it runs on
+    the shutdown notice's cluster, before it (a cluster's start is most of either's time)."""
+    return _scenarios("refuse-local-storage,shutdown-notice", tmp_path_factory.mktemp("notice"))
+
+
+def test_several_nodes_and_a_local_storage_are_refused_before_any_trial(refusal_and_notice):
+    seen = refusal_and_notice["refuse-local-storage"]
     assert seen["raised"] == "StorageError" and "MEMTUNE_STORAGE" in seen["failed"]
     assert "3 nodes" in seen["failed"] and seen["started"] == 0
     print(f"\nrefused: {seen['failed']}")
@@ -445,8 +457,8 @@ def test_a_trial_that_loses_its_node_twice_resumes_without_spending_its_failure_
     )
 
 
-def test_a_shutdown_notice_checkpoints_a_running_trial_at_once(tmp_path):
-    seen = _scenario("shutdown-notice", tmp_path)
+def test_a_shutdown_notice_checkpoints_a_running_trial_at_once(refusal_and_notice):
+    seen = refusal_and_notice["shutdown-notice"]
     assert seen["failed"] is None and seen["states"] == ["completed"], seen
     assert seen["told"] >= 1 and seen["left"] == 0  # told, checkpointed, gone within 30 s
     # Periodic checkpoints are 10 minutes apart here, and none follows the last epoch: the
