@@ -43,7 +43,7 @@ def _fixed_arms(lr: float, references: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def _claim4(b: Builder) -> Claim:
     checks: list[Check] = []
-    runs = [(task, lr) for task in ("goldstein_price", "ackley") for lr in b.mode.landscape_lrs]
+    runs = [(task, lr) for task in b.mode.landscapes for lr in b.mode.landscape_lrs]
     for task, lr in runs:
         name = f"c4-{task}-lr{lr:g}"
         for reference in ("adam", "adam_cg"):

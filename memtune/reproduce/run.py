@@ -69,6 +69,18 @@ def run_studies(
 ) -> dict[str, Any]:
     """Runs every study of ``claims`` not already completed under ``out``; returns the
     manifest (what ran, how long each study took)."""
+    manifest_path = out / "data" / MANIFEST_FILE
+    manifest = _read_manifest(manifest_path)
+    specs = [spec for claim in claims for spec in claim.studies]
+    pending = []
+    for index, spec in enumerate(specs, 1):
+        if _already_done(out, spec):
+            echo(f"[{index}/{len(specs)}] {spec.name}: done in an earlier run, kept")
+        else:
+            pending.append((index, spec))
+    if not pending:  # nothing to run: neither Ray nor torch is started
+        return manifest
+
     from tqdm import tqdm
 
     from memtune.tuning.cluster import configure_ray_environment, ray_cluster
@@ -77,15 +89,9 @@ def run_studies(
     from memtune.tuning.runner import StudyRunner
     from memtune.tuning.sinks import JsonFileSink
 
-    manifest_path = out / "data" / MANIFEST_FILE
-    manifest = _read_manifest(manifest_path)
-    specs = [spec for claim in claims for spec in claim.studies]
     with ray_cluster():
-        for index, spec in enumerate(specs, 1):
+        for index, spec in pending:
             prefix = f"[{index}/{len(specs)}] {spec.name}"
-            if _already_done(out, spec):
-                echo(f"{prefix}: done in an earlier run, kept")
-                continue
             bar = tqdm(
                 total=spec.total_trials,
                 unit="trial",
