@@ -101,12 +101,15 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-@pytest.fixture
-def worker_server(tmp_path):
-    """The API and a real worker process (``memtune worker``) on one SQLite database."""
+@pytest.fixture(scope="module")
+def worker_server(tmp_path_factory):
+    """The API and a real worker process (``memtune worker``) on one SQLite database, shared
+    by a module's tests (a worker's start, its Ray among it, is seconds): each test reads its
+    own studies."""
     import subprocess
     import sys
 
+    tmp_path = tmp_path_factory.mktemp("worker_server")
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     running = RunningServer(url)
     worker = subprocess.Popen(
