@@ -17,21 +17,19 @@ import pytest
 import memtune
 from memtune.studies.records import TrialState
 from memtune.studies.spec import SpecError
-from memtune.tuning.cluster import ray_cluster
 from tests.tuning.recording import KeptTrials
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.usefixtures("local_ray"),
+]
 
 EXAMPLE = Path(memtune.__file__).parent / "examples" / "my_task.py"
 ARMS = [{"optimizer": "adamw", "baseline": True}, {"optimizer": "am_adamw"}]
 METRICS = {"val_loss": "min", "val_accuracy": "max"}
 BUDGET = {"searches": 2, "trials_per_search": 2, "epochs": 2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    with ray_cluster(num_cpus=2):
-        yield
 
 
 def _import(path: Path, name: str):

@@ -16,20 +16,19 @@ from memtune.service.cli import DEMO_SPEC
 from memtune.studies import stats
 from memtune.studies.spec import SpecError, load_spec, parse_spec
 from memtune.studies.verdict import decide
-from memtune.tuning.cluster import node_inventory, ray_cluster
+from memtune.tuning.cluster import node_inventory
 from memtune.tuning.launch import pending_trials
 from memtune.tuning.runner import StudyCancelled, StudyRunner
 from memtune.tuning.sinks import JsonFileSink, ResultsSink
 from tests.tuning.flaky import crash_once_after_two_epochs, log_environment, log_reports
 from tests.tuning.recording import KeptTrials
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    with ray_cluster(num_cpus=2):
-        yield
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.usefixtures("local_ray"),
+]
 
 
 def _spec(**changes):

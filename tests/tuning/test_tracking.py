@@ -18,11 +18,15 @@ import pytest
 import memtune
 from memtune.studies.records import TrialState
 from memtune.tuning import tracking
-from memtune.tuning.cluster import ray_cluster
 from tests.service.conftest import free_port
 from tests.tuning.recording import KeptTrials
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.usefixtures("local_ray"),
+]
 
 EPOCHS = 2
 SPEC = {
@@ -34,12 +38,6 @@ SPEC = {
     "seeds": [1, 2],
 }
 TRIALS = 2 * 2 * (2 + 2)  # arms x searches x (trials + seed runs)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    with ray_cluster(num_cpus=2):
-        yield
 
 
 @pytest.fixture(scope="module")
