@@ -24,7 +24,7 @@ from memtune.tuning.code_task import missing_code_metrics
 from memtune.tuning.sinks import ResultsSink
 from memtune.tuning.trainable import EARLIER_EPOCHS, hyperparameters_of
 
-__all__ = ["LIVE", "DrivenStudy", "store_before_snapshots"]
+__all__ = ["LIVE", "DrivenStudy", "store_before_snapshots", "time_limit_noticed"]
 
 
 class DrivenStudy(Protocol):
@@ -38,6 +38,7 @@ class DrivenStudy(Protocol):
     bad_input: SpecError | None
     cancelled: bool
     last_cancel_poll: float
+    time_limit_reached: bool
     progress: Callable[[Any], None]
 
 
@@ -206,3 +207,31 @@ def store_before_snapshots(runner: DrivenStudy) -> Iterator[None]:
         yield
     finally:
         TuneController.save_to_dir = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def time_limit_noticed(runner: DrivenStudy) -> Iterator[None]:
+    """While it holds, the study learns when Tune's time budget (``budget.time_limit_s``)
+    ends the experiment: Tune then stops the running trials without a callback, and a fit()
+    that returns with trials still running would read as a Ctrl-C.
+
+    The budget is Tune's ``TimeoutStopper``, kept in the experiment's state, so a resumed
+    study gets what was left of it; this wraps its ``stop_all`` (Ray is pinned, 2.60.0) to
+    set ``runner.time_limit_reached`` when it ends the experiment. A cancel is checked first
+    (Tune's combined stopper stops at the first that says stop), and a Ctrl-C never passes
+    through a stopper, so neither reads as the limit."""
+    from ray.tune.stopper import TimeoutStopper
+
+    original = TimeoutStopper.stop_all
+
+    def stop_all(stopper: Any) -> bool:
+        ended = original(stopper)
+        if ended:
+            runner.time_limit_reached = True
+        return ended
+
+    TimeoutStopper.stop_all = stop_all
+    try:
+        yield
+    finally:
+        TimeoutStopper.stop_all = original

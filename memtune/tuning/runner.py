@@ -44,7 +44,13 @@ from memtune.studies.spec import ArmSpec, SpecError, StudySpec
 from memtune.studies.verdict import Verdict, build_verdict
 
 # Tune's pickles of a study in flight name the callbacks here: imported under the same names.
-from memtune.tuning.callbacks import LIVE, _CancelStopper, _Recorder, store_before_snapshots
+from memtune.tuning.callbacks import (
+    LIVE,
+    _CancelStopper,
+    _Recorder,
+    store_before_snapshots,
+    time_limit_noticed,
+)
 from memtune.tuning.cluster import ray_cluster
 from memtune.tuning.code_task import code_errors_not_retried, code_root, runtime_env
 from memtune.tuning.extension import done_searches, reusable
@@ -137,6 +143,7 @@ class StudyRunner:
         kept = previous if resume else self.reusable(spec, previous)
         self.records: dict[str, TrialRecord] = {r.trial_id: r for r in kept}
         self.cancelled, self.last_cancel_poll = False, 0.0
+        self.time_limit_reached = False  # Tune's time budget ended fit() (time_limit_noticed)
         self.bad_input: SpecError | None = None  # a task from code that cannot run
         # Trials whose Ray node died (spot reclaim, a removed node): they resume from their
         # checkpoints without spending their failure budget, up to max_node_losses a study.
@@ -201,10 +208,10 @@ class StudyRunner:
                         node_losses_apart(self),
                         code_errors_not_retried(),
                         store_before_snapshots(self),
+                        time_limit_noticed(self),
                     ):
-                        fit_started = time.monotonic()
                         tuner.fit()
-                    if self._time_limit_passed(fit_started):
+                    if self.time_limit_reached:
                         self._stop_unended()
                     if self.bad_input is not None:
                         raise self.bad_input
@@ -233,13 +240,6 @@ class StudyRunner:
             del LIVE[self.experiment_key]
             if self.experiment_path is None:
                 shutil.rmtree(storage, ignore_errors=True)
-
-    def _time_limit_passed(self, since: float) -> bool:
-        """Whether ``budget.time_limit_s`` has run out since ``since`` (fit()'s start). Tune's
-        own clock for it starts later (its first check), so a fit() its limit ended always
-        reads as passed here, and a Ctrl-C before the limit never does."""
-        limit = self.spec.budget.time_limit_s
-        return limit is not None and time.monotonic() - since >= limit
 
     def _stop_unended(self) -> None:
         """The time limit ended fit(): Tune stops the trials still running without telling

@@ -317,6 +317,8 @@ def main(names: str, tmp: str) -> None:
     prints {name: what it saw}. Scenarios share a cluster only where their environments agree
     and the earlier ones leave its nodes up (refusing a local storage starts no trial)."""
     chosen = names.split(",")
+    if "code-task" in chosen and chosen != ["code-task"]:
+        raise SystemExit("code-task connects its own driver: run it alone")
     for name in chosen:
         _environment(name)
     cluster = Cluster(

@@ -188,7 +188,7 @@ def _trained(db: Database, study_id: int) -> list[tuple]:
         ]
 
 
-def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(tmp_path):
+def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(tmp_path, request):
     # One trial at a time: a study is then deterministic (seeded samplers, seeded trials, one
     # order of completions), so the run without a kill is the same study run again.
     # A checkpoint and a report every epoch: the trial the kill interrupts resumes mid-run
@@ -206,6 +206,7 @@ def test_a_killed_worker_is_resumed_and_its_verdict_equals_an_uninterrupted_run(
     db_plain = Database(url_plain)
     plain_id = services.create_study(db_plain, caller=ADMIN, spec=spec).id
     plain = Worker(url_plain, tmp_path / "uninterrupted", **every_epoch)
+    request.addfinalizer(plain.stop)  # stopped whatever fails before its own wait below
     first = Worker(url, tmp_path, **every_epoch)
     try:
         _wait(

@@ -119,7 +119,7 @@ def test_metrics_that_evaluate_never_returns_stop_the_study_at_the_first_trial(
 
 
 def test_a_cluster_joined_before_the_study_without_its_files_is_refused(tmp_path, monkeypatch):
-    # RAY_ADDRESS names a cluster, and Ray is up already (this module's): the job's runtime
+    # RAY_ADDRESS names a cluster, and Ray is up already (this package's): the job's runtime
     # environment cannot carry the files any more, so the study says so instead of failing
     # on every other node.
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6390")
