@@ -9,10 +9,10 @@ at ``memtune.tuning.runner``, where they are imported too.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ from memtune.studies.spec import SpecError, StudySpec
 from memtune.tuning.code_task import missing_code_metrics
 from memtune.tuning.sinks import ResultsSink
 from memtune.tuning.trainable import EARLIER_EPOCHS, hyperparameters_of
+from memtune.tuning.wrapping import wrapped_while
 
 __all__ = ["LIVE", "DrivenStudy", "store_before_snapshots", "time_limit_noticed"]
 
@@ -182,8 +183,7 @@ def _error_text(trial: Any) -> str:
     return text.strip() or "the trial failed"
 
 
-@contextlib.contextmanager
-def store_before_snapshots(runner: DrivenStudy) -> Iterator[None]:
+def store_before_snapshots(runner: DrivenStudy) -> AbstractContextManager[None]:
     """While it holds, the study's sink writes what it buffers before Tune writes any file of
     an experiment snapshot (the snapshot a resume starts from: trials it holds as ended are
     not run again), so that the store is never behind it.
@@ -196,21 +196,17 @@ def store_before_snapshots(runner: DrivenStudy) -> Iterator[None]:
     """
     from ray.tune.execution.tune_controller import TuneController
 
-    original = TuneController.save_to_dir
+    def wrap(original: Callable[..., None]) -> Callable[..., None]:
+        def save_to_dir(controller: Any) -> None:
+            runner.sink.before_snapshot()
+            original(controller)
 
-    def save_to_dir(controller: Any) -> None:
-        runner.sink.before_snapshot()
-        original(controller)
+        return save_to_dir
 
-    TuneController.save_to_dir = save_to_dir  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        TuneController.save_to_dir = original  # type: ignore[method-assign]
+    return wrapped_while(TuneController, "save_to_dir", wrap)
 
 
-@contextlib.contextmanager
-def time_limit_noticed(runner: DrivenStudy) -> Iterator[None]:
+def time_limit_noticed(runner: DrivenStudy) -> AbstractContextManager[None]:
     """While it holds, the study learns when Tune's time budget (``budget.time_limit_s``)
     ends the experiment: Tune then stops the running trials without a callback, and a fit()
     that returns with trials still running would read as a Ctrl-C.
@@ -222,16 +218,13 @@ def time_limit_noticed(runner: DrivenStudy) -> Iterator[None]:
     through a stopper, so neither reads as the limit."""
     from ray.tune.stopper import TimeoutStopper
 
-    original = TimeoutStopper.stop_all
+    def wrap(original: Callable[..., bool]) -> Callable[..., bool]:
+        def stop_all(stopper: Any) -> bool:
+            ended = original(stopper)
+            if ended:
+                runner.time_limit_reached = True
+            return ended
 
-    def stop_all(stopper: Any) -> bool:
-        ended = original(stopper)
-        if ended:
-            runner.time_limit_reached = True
-        return ended
+        return stop_all
 
-    TimeoutStopper.stop_all = stop_all
-    try:
-        yield
-    finally:
-        TimeoutStopper.stop_all = original
+    return wrapped_while(TimeoutStopper, "stop_all", wrap)

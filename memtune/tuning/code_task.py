@@ -4,10 +4,10 @@ metrics its ``evaluate()`` returns checked against the spec at the first trial."
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import ray
 from memtune.studies.code import CodeError, code_cache, load_builder
 from memtune.studies.records import EpochResult, Phase, TrialPlan, TrialRecord
 from memtune.studies.spec import SpecError, StudySpec
+from memtune.tuning.wrapping import wrapped_while
 
 __all__ = ["code_errors_not_retried", "code_root", "missing_code_metrics", "runtime_env"]
 
@@ -86,8 +87,7 @@ def missing_code_metrics(
     return None
 
 
-@contextlib.contextmanager
-def code_errors_not_retried() -> Iterator[None]:
+def code_errors_not_retried() -> AbstractContextManager[None]:
     """While it holds, a trial that fails with a CodeError (a task from code that cannot run:
     its builder raised or returned no TaskRun) spends its failure budget at once. It fails
     before its first epoch, so a retry has no checkpoint to start from and would build the same
@@ -99,17 +99,14 @@ def code_errors_not_retried() -> Iterator[None]:
     from ray.exceptions import RayTaskError
     from ray.tune.experiment import Trial
 
-    original = Trial.handle_error
+    def wrap(original: Callable[..., None]) -> Callable[..., None]:
+        def handle_error(trial: Any, exc: Any = None) -> None:
+            original(trial, exc)
+            cause = exc.as_instanceof_cause() if isinstance(exc, RayTaskError) else exc
+            if isinstance(cause, CodeError) and trial.max_failures >= 0:
+                metadata = trial.run_metadata
+                metadata.num_failures = max(metadata.num_failures, trial.max_failures + 1)
 
-    def handle_error(trial: Any, exc: Any = None) -> None:
-        original(trial, exc)
-        cause = exc.as_instanceof_cause() if isinstance(exc, RayTaskError) else exc
-        if isinstance(cause, CodeError) and trial.max_failures >= 0:
-            metadata = trial.run_metadata
-            metadata.num_failures = max(metadata.num_failures, trial.max_failures + 1)
+        return handle_error
 
-    Trial.handle_error = handle_error
-    try:
-        yield
-    finally:
-        Trial.handle_error = original
+    return wrapped_while(Trial, "handle_error", wrap)

@@ -4,15 +4,16 @@ failure budget, up to a study's limit of node losses."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import ray
 
 from memtune.tuning.trainable import SHUTDOWN_NOTICE
+from memtune.tuning.wrapping import wrapped_while
 
 __all__ = ["NODE_DEATH_WAIT_S", "NodeLossLedger", "lost_its_node", "node_losses_apart"]
 
@@ -68,8 +69,7 @@ def lost_its_node(trial: Any, error: Any) -> bool:
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def node_losses_apart(runner: NodeLossLedger) -> Iterator[None]:
+def node_losses_apart(runner: NodeLossLedger) -> AbstractContextManager[None]:
     """A trial that lost its node does not spend its failure budget (``max_failures``).
 
     Tune counts every failure except an actor the autoscaler drained for preemption
@@ -80,20 +80,19 @@ def node_losses_apart(runner: NodeLossLedger) -> Iterator[None]:
     end must not keep a study running forever."""
     from ray.tune.experiment import Trial
 
-    original = Trial.handle_error
+    def wrap(original: Callable[..., None]) -> Callable[..., None]:
+        def handle_error(trial: Any, exc: Any = None) -> None:
+            counted = trial.run_metadata.num_failures
+            lost = exc is not None and lost_its_node(trial, exc)
+            original(trial, exc)
+            if lost and runner.node_losses < runner.max_node_losses:
+                runner.node_losses += 1
+                runner.lost_nodes[trial.trial_id] = True
+                trial.run_metadata.num_failures = counted  # Tune's count taken back
+                log.warning(
+                    "trial %s lost its node; it resumes from its checkpoint", trial.trial_id
+                )
 
-    def handle_error(trial: Any, exc: Any = None) -> None:
-        counted = trial.run_metadata.num_failures
-        lost = exc is not None and lost_its_node(trial, exc)
-        original(trial, exc)
-        if lost and runner.node_losses < runner.max_node_losses:
-            runner.node_losses += 1
-            runner.lost_nodes[trial.trial_id] = True
-            trial.run_metadata.num_failures = counted  # Tune's count taken back
-            log.warning("trial %s lost its node; it resumes from its checkpoint", trial.trial_id)
+        return handle_error
 
-    Trial.handle_error = handle_error
-    try:
-        yield
-    finally:
-        Trial.handle_error = original
+    return wrapped_while(Trial, "handle_error", wrap)
