@@ -5,6 +5,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Test processes (pytest-xdist). Most of the slow tests wait on process and Ray start-ups, not
+# the CPU: two processes keep 2 cores busy. A file runs whole in one process (--dist loadfile),
+# so a module's shared fixtures (a Ray cluster, a served worker, a reproduction) start once.
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-fast demo bench lint clean
 
@@ -18,10 +22,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/memtune demo
