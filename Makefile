@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 # Test processes (pytest-xdist). Most of the slow tests wait on process and Ray start-ups, not
 # the CPU: two processes keep 2 cores busy. A file runs whole in one process (--dist loadfile),
 # so a module's shared fixtures (a Ray cluster, a served worker, a reproduction) start once.
+# TEST_WORKERS=0 runs them in this process (for --pdb or -s).
 TEST_WORKERS ?= 2
 
 .PHONY: install test test-fast demo bench lint clean

@@ -47,6 +47,17 @@ def _steps(name, impl, dtype, steps=6, nan_at=None):
     return params, optimizer
 
 
+@pytest.fixture
+def two_threads():
+    """At least two threads for the kernels (they take torch's count), whatever the test
+    process was given: ``make test``'s processes get one core each on 2 cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(2, threads))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("two_threads")
 @pytest.mark.parametrize("name", MEMORY)
 def test_kernels_on_threads_match_the_float64_forloop_over_every_state_entry(name):
     reference, reference_optimizer = _steps(name, "forloop", torch.float64)
