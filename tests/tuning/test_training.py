@@ -135,9 +135,8 @@ def test_step_time_is_the_optimizer_alone_and_gradient_evaluations_are_counted(
     _slow_loss(training, 0.05)
     result = training.run_epoch()
     assert result.steps == 16 and result.gradient_evaluations == per_step * result.steps
-    assert (
-        result.epoch_time_s / 8 > 0.05 * per_step
-    )  # the passes took their time (8 steps an epoch)
+    # The passes took their time (8 steps an epoch) ...
+    assert result.epoch_time_s / 8 > 0.05 * per_step
     # ... outside the measured step (SAM's subtracted): a step that held one would take 0.05 s
     # or more; half of it leaves room for a machine busy with other tests.
     assert result.mean_step_time_s < 0.025
